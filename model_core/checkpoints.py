@@ -1,0 +1,127 @@
+"""Finding checkpoint folders (local or on the Hugging Face Hub) and loading weights strictly.
+
+Every component is built from its saved config and then receives exactly the tensors of its
+weight file: a missing, unexpected or mis-shaped tensor is an error naming the keys, never a
+silent partial load.
+"""
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import huggingface_hub
+import torch
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+from safetensors.torch import load_file
+
+from model_core.errors import CheckpointError
+
+# How many key names an error message lists before it summarises the rest.
+_MAX_KEYS_SHOWN = 12
+
+
+def resolve_checkpoint(
+    path_or_repo: str | Path,
+    *,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    local_files_only: bool = False,
+    allow_patterns: Sequence[str] | None = None,
+) -> Path:
+    """Return a local folder for `path_or_repo`: the folder itself, or a Hub snapshot of the repo.
+
+    A string naming an existing folder is used as is. Anything else is read as a Hugging Face
+    repo id ("owner/name") and downloaded (or found in the cache) with `snapshot_download`.
+    """
+    path = Path(path_or_repo)
+    if path.is_dir():
+        return path
+    repo_id = str(path_or_repo)
+    if repo_id.startswith((".", "/", "~")) or repo_id.count("/") != 1:
+        raise CheckpointError(
+            f"{repo_id!r} is neither an existing folder nor a Hugging Face repo id of the form "
+            "'owner/name'. Pass the folder that holds the checkpoint, or its repo id."
+        )
+    try:
+        folder = huggingface_hub.snapshot_download(
+            repo_id,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            allow_patterns=list(allow_patterns) if allow_patterns else None,
+        )
+    except LocalEntryNotFoundError as error:
+        raise CheckpointError(
+            f"The checkpoint {repo_id!r} (revision {revision or 'main'}) is not in the Hugging Face cache "
+            f"({cache_dir or huggingface_hub.constants.HF_HUB_CACHE}) and could not be downloaded: {error}. "
+            "Download it on a machine with network access (`hf download "
+            f"{repo_id}`), or pass a local folder."
+        ) from error
+    except (HfHubHTTPError, OSError) as error:
+        raise CheckpointError(f"Could not fetch the checkpoint {repo_id!r}: {error}") from error
+    return Path(folder)
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    """Read `folder/config.json`."""
+    path = folder / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: every component folder holds a config.json.")
+    with path.open() as f:
+        return json.load(f)
+
+
+def find_weights(folder: Path, names: Sequence[str]) -> Path:
+    """Return the first of `names` that exists in `folder` (safetensors only)."""
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    raise CheckpointError(f"No weight file in {folder}: expected one of {', '.join(names)}.")
+
+
+def _listed(keys: Sequence[str]) -> str:
+    shown = ", ".join(keys[:_MAX_KEYS_SHOWN])
+    more = len(keys) - _MAX_KEYS_SHOWN
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def check_state_dict(expected: dict[str, torch.Size], found: dict[str, torch.Size], *, source: str) -> None:
+    """Raise CheckpointError unless `found` has exactly the keys and shapes of `expected`."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    mismatched = sorted(
+        f"{key} (model {tuple(expected[key])}, file {tuple(found[key])})"
+        for key in set(expected) & set(found)
+        if tuple(expected[key]) != tuple(found[key])
+    )
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing: {_listed(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected: {_listed(unexpected)}")
+    if mismatched:
+        problems.append(f"{len(mismatched)} with another shape: {_listed(mismatched)}")
+    if problems:
+        raise CheckpointError(
+            f"{source} does not match the model built from its config.json; " + "; ".join(problems) + "."
+        )
+
+
+def load_weights(module: torch.nn.Module, path: Path) -> None:
+    """Load the safetensors file `path` into `module`, requiring an exact key and shape match."""
+    state_dict = load_file(path)
+    expected = {key: value.shape for key, value in module.state_dict().items()}
+    check_state_dict(expected, {key: value.shape for key, value in state_dict.items()}, source=str(path))
+    module.load_state_dict(state_dict, strict=True)
+
+
+def place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """Move `module` to `device` and cast its floating-point tensors to `dtype`, in eval mode without grads.
+
+    Casts through `float()`/`half()`/`bfloat16()`: diffusers' `to(dtype=...)` logs a spurious warning.
+    """
+    casts = {torch.float32: module.float, torch.float16: module.half, torch.bfloat16: module.bfloat16}
+    if dtype not in casts:
+        raise ValueError(f"dtype must be one of {list(casts)}, got {dtype}.")
+    return casts[dtype]().to(device).eval().requires_grad_(False)

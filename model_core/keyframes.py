@@ -1,0 +1,187 @@
+"""The keyframe model (upstream's "single-frame" model): earlier states of a finished picture.
+
+Given the finished picture and a list of operation steps (how many Ctrl+Z, 0..999), it generates
+one image per step in a single batch. Loads `lllyasviel/paints_undo_single_frame`, laid out as
+`tokenizer/`, `text_encoder/`, `vae/`, `unet/`.
+"""
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL
+from transformers import CLIPTokenizer
+
+from model_core.checkpoints import find_weights, load_weights, place, read_config, resolve_checkpoint
+from model_core.clip import CLIPTextConfig, CLIPTextModel, encode_prompts
+from model_core.errors import CheckpointError, InvalidInputError
+from model_core.images import check_rgb_image, resize_and_center_crop, to_tensor, to_uint8
+from model_core.samplers import DiscreteEpsSchedule, StepCallback, sample_dpmpp_2m
+from model_core.unet2d import KeyframeUNet
+
+KEYFRAME_REPO = "lllyasviel/paints_undo_single_frame"
+SUBFOLDERS = ("tokenizer", "text_encoder", "vae", "unet")
+# The schedule the keyframe UNet was trained with: linear betas 0.00085..0.020 (not SD's scaled-linear).
+BETA_START, BETA_END = 0.00085, 0.020
+# Keyframe sizes must be multiples of this: 8 for the VAE times the UNet's 3 downsamplings.
+SIZE_MULTIPLE = 64
+MAX_OPERATION_STEP = 999
+
+
+def _load_vae(folder: Path) -> AutoencoderKL:
+    vae = AutoencoderKL.from_config(read_config(folder))
+    load_weights(vae, find_weights(folder, ["diffusion_pytorch_model.safetensors"]))
+    return vae
+
+
+def _load_unet(folder: Path) -> KeyframeUNet:
+    config = {key: value for key, value in read_config(folder).items() if not key.startswith("_")}
+    unet = KeyframeUNet(**config)
+    load_weights(unet, find_weights(folder, ["diffusion_pytorch_model.safetensors"]))
+    return unet
+
+
+def _load_text_encoder(folder: Path) -> CLIPTextModel:
+    text_encoder = CLIPTextModel(CLIPTextConfig.from_dict(read_config(folder)))
+    load_weights(text_encoder, find_weights(folder, ["model.safetensors"]))
+    return text_encoder
+
+
+class KeyframeModel:
+    """Tokenizer, CLIP text encoder, VAE and keyframe UNet, resident on one device."""
+
+    def __init__(
+        self,
+        tokenizer: CLIPTokenizer,
+        text_encoder: CLIPTextModel,
+        vae: AutoencoderKL,
+        unet: KeyframeUNet,
+        *,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ):
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.tokenizer = tokenizer
+        self.text_encoder = place(text_encoder, self.device, dtype)
+        self.vae = place(vae, self.device, dtype)
+        self.unet = place(unet, self.device, dtype)
+        self.schedule = DiscreteEpsSchedule(BETA_START, BETA_END)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_repo: str | Path = KEYFRAME_REPO,
+        *,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+    ) -> "KeyframeModel":
+        """Load from a local folder or a Hugging Face repo id in the layout of `lllyasviel/paints_undo_single_frame`.
+
+        Every weight file must hold exactly the tensors of the model its config.json describes.
+        """
+        root = resolve_checkpoint(
+            path_or_repo, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
+        )
+        missing = [name for name in SUBFOLDERS if not (root / name).is_dir()]
+        if missing:
+            raise CheckpointError(f"{root} is not a keyframe-model checkpoint: missing subfolders {missing}.")
+        return cls(
+            CLIPTokenizer.from_pretrained(root / "tokenizer"),
+            _load_text_encoder(root / "text_encoder"),
+            _load_vae(root / "vae"),
+            _load_unet(root / "unet"),
+            device=device,
+            dtype=dtype,
+        )
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        image: np.ndarray,
+        *,
+        prompt: str,
+        negative_prompt: str,
+        undo_steps: Sequence[int],
+        width: int,
+        height: int,
+        steps: int,
+        cfg: float,
+        seed: int,
+        callback: StepCallback | None = None,
+    ) -> list[np.ndarray]:
+        """Generate one earlier state of `image` per operation step, in the order given.
+
+        image: (H, W, 3) uint8 RGB, resized and centre-cropped to width x height.
+        undo_steps: operation steps 0..999 (999 is nearly a blank canvas).
+        steps, cfg: DPM++ 2M (Karras) steps and classifier-free guidance scale.
+        seed: the initial noise is one draw of shape (1, 4, height/8, width/8) from
+            `torch.Generator(device).manual_seed(seed)`, shared by every keyframe.
+        callback: called after each sampler step; raising from it aborts the call.
+        Returns (height, width, 3) uint8 RGB arrays, one per undo step.
+        """
+        check_rgb_image(image)
+        _check_keyframe_args(undo_steps, width, height, steps, cfg)
+
+        picture = resize_and_center_crop(image, width, height)
+        pixels = to_tensor([picture]).to(self.device, self.dtype)
+        scaling = self.vae.config.scaling_factor
+        image_latent = self.vae.encode(pixels).latent_dist.mode() * scaling
+
+        text = encode_prompts(self.tokenizer, self.text_encoder, [prompt, negative_prompt])
+        batch = len(undo_steps)
+        operation_steps = torch.tensor(list(undo_steps), dtype=torch.long, device=self.device)
+
+        def denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            """Eps-prediction UNet as a denoiser; positive and negative prompts in one batch."""
+            x_in = (x / (sigma[:, None, None, None] ** 2 + 1) ** 0.5).to(self.dtype)
+            timestep = self.schedule.timestep(sigma)
+            eps_positive, eps_negative = (
+                self.unet(
+                    torch.cat([x_in, x_in]),
+                    timestep.repeat(2),
+                    text.repeat_interleave(batch, dim=0),
+                    image_latent,
+                    operation_steps.repeat(2),
+                )
+                .sample.float()
+                .chunk(2)
+            )
+            eps = eps_negative + cfg * (eps_positive - eps_negative)
+            return x - eps * sigma[:, None, None, None]
+
+        sigmas = self.schedule.karras_sigmas(steps)
+        generator = torch.Generator(self.device).manual_seed(seed)
+        noise = torch.randn(image_latent.shape, generator=generator, device=self.device, dtype=torch.float32)
+        x = noise.repeat(batch, 1, 1, 1) * sigmas[0]
+        latents = sample_dpmpp_2m(denoiser, x, sigmas, callback=callback)
+
+        decoded = self.vae.decode(latents.to(self.dtype) / scaling).sample
+        return to_uint8(decoded)
+
+
+def _check_keyframe_args(undo_steps: Sequence[int], width: int, height: int, steps: int, cfg: float) -> None:
+    if isinstance(undo_steps, str | bytes) or not isinstance(undo_steps, Sequence) or len(undo_steps) == 0:
+        raise InvalidInputError(
+            f"undo_steps must be a non-empty list of integers 0..999, got {undo_steps!r}."
+        )
+    for step in undo_steps:
+        if (
+            not isinstance(step, int | np.integer)
+            or isinstance(step, bool)
+            or not 0 <= step <= MAX_OPERATION_STEP
+        ):
+            raise InvalidInputError(
+                f"Every undo step must be an integer in 0..{MAX_OPERATION_STEP}, got {step!r}."
+            )
+    for name, value in (("width", width), ("height", height)):
+        if not isinstance(value, int) or value <= 0 or value % SIZE_MULTIPLE:
+            raise InvalidInputError(f"{name} must be a positive multiple of {SIZE_MULTIPLE}, got {value!r}.")
+    if not isinstance(steps, int) or steps < 1:
+        raise InvalidInputError(f"steps must be a positive integer, got {steps!r}.")
+    if not isinstance(cfg, int | float) or cfg < 0:
+        raise InvalidInputError(f"cfg must be a non-negative number, got {cfg!r}.")
