@@ -33,9 +33,7 @@ class CLIPTextConfig:
 
     def __post_init__(self) -> None:
         if self.hidden_act not in _ACTIVATIONS:
-            raise ValueError(
-                f"hidden_act={self.hidden_act!r} is not supported; use one of {list(_ACTIVATIONS)}."
-            )
+            raise ValueError(f"hidden_act={self.hidden_act!r} is not supported; use one of {list(_ACTIVATIONS)}.")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size={self.hidden_size} is not divisible by num_attention_heads={self.num_attention_heads}."

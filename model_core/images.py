@@ -10,9 +10,7 @@ from model_core.errors import InvalidInputError
 def check_rgb_image(image: np.ndarray, name: str = "image") -> None:
     """Require an (H, W, 3) uint8 RGB array."""
     if not isinstance(image, np.ndarray):
-        raise InvalidInputError(
-            f"{name} must be a numpy array of shape (H, W, 3), got {type(image).__name__}."
-        )
+        raise InvalidInputError(f"{name} must be a numpy array of shape (H, W, 3), got {type(image).__name__}.")
     if image.dtype != np.uint8:
         raise InvalidInputError(f"{name} must have dtype uint8 (0..255 RGB), got {image.dtype}.")
     if image.ndim != 3 or image.shape[2] != 3:

@@ -166,18 +166,10 @@ class KeyframeModel:
 
 def _check_keyframe_args(undo_steps: Sequence[int], width: int, height: int, steps: int, cfg: float) -> None:
     if isinstance(undo_steps, str | bytes) or not isinstance(undo_steps, Sequence) or len(undo_steps) == 0:
-        raise InvalidInputError(
-            f"undo_steps must be a non-empty list of integers 0..999, got {undo_steps!r}."
-        )
+        raise InvalidInputError(f"undo_steps must be a non-empty list of integers 0..999, got {undo_steps!r}.")
     for step in undo_steps:
-        if (
-            not isinstance(step, int | np.integer)
-            or isinstance(step, bool)
-            or not 0 <= step <= MAX_OPERATION_STEP
-        ):
-            raise InvalidInputError(
-                f"Every undo step must be an integer in 0..{MAX_OPERATION_STEP}, got {step!r}."
-            )
+        if not isinstance(step, int | np.integer) or isinstance(step, bool) or not 0 <= step <= MAX_OPERATION_STEP:
+            raise InvalidInputError(f"Every undo step must be an integer in 0..{MAX_OPERATION_STEP}, got {step!r}.")
     for name, value in (("width", width), ("height", height)):
         if not isinstance(value, int) or value <= 0 or value % SIZE_MULTIPLE:
             raise InvalidInputError(f"{name} must be a positive multiple of {SIZE_MULTIPLE}, got {value!r}.")

@@ -33,16 +33,12 @@ class Tagger:
         # The general tags run from the first category-0 row up to the first category-4 row, and the
         # character tags from there to the end. An absent index means "from the start" / "to the end".
         self.general_start = categories.index(GENERAL_CATEGORY) if GENERAL_CATEGORY in categories else None
-        self.character_start = (
-            categories.index(CHARACTER_CATEGORY) if CHARACTER_CATEGORY in categories else None
-        )
+        self.character_start = categories.index(CHARACTER_CATEGORY) if CHARACTER_CATEGORY in categories else None
         model_input = session.get_inputs()[0]
         self.input_name = model_input.name
         self.size = model_input.shape[1]
         if not isinstance(self.size, int):
-            raise CheckpointError(
-                f"The tagger's input must have a fixed size (1, S, S, 3), got {model_input.shape}."
-            )
+            raise CheckpointError(f"The tagger's input must have a fixed size (1, S, S, 3), got {model_input.shape}.")
         self.output_name = session.get_outputs()[0].name
 
     @classmethod
@@ -72,9 +68,7 @@ class Tagger:
         with (folder / TAGS_FILE).open(newline="") as f:
             rows = list(csv.reader(f))[1:]  # the first row is the header
         if any(len(row) < 3 for row in rows):
-            raise CheckpointError(
-                f"{folder / TAGS_FILE} must have the columns tag_id, name, category, count."
-            )
+            raise CheckpointError(f"{folder / TAGS_FILE} must have the columns tag_id, name, category, count.")
         if providers is None:
             available = onnxruntime.get_available_providers()
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
@@ -98,9 +92,7 @@ class Tagger:
         check_rgb_image(image)
         probabilities = self.session.run([self.output_name], {self.input_name: self.preprocess(image)})[0][0]
         tagged = list(zip(self.tag_names, probabilities, strict=True))
-        general = [
-            name for name, p in tagged[self.general_start : self.character_start] if p > GENERAL_THRESHOLD
-        ]
+        general = [name for name, p in tagged[self.general_start : self.character_start] if p > GENERAL_THRESHOLD]
         character = [name for name, p in tagged[self.character_start :] if p > CHARACTER_THRESHOLD]
         # Upstream drops the tags listed in its (empty) exclusion string, which removes empty names.
         names = [name for name in character + general if name.lower() != ""]

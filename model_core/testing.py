@@ -75,9 +75,7 @@ def write_tiny_tokenizer(folder: Path, *, pad_token: str = "<|endoftext|>") -> i
                 vocab.append(merged)
     vocab += ["<|startoftext|>", "<|endoftext|>"]
     vocab = list(dict.fromkeys(vocab))
-    (folder / "vocab.json").write_text(
-        json.dumps({token: i for i, token in enumerate(vocab)}, ensure_ascii=False)
-    )
+    (folder / "vocab.json").write_text(json.dumps({token: i for i, token in enumerate(vocab)}, ensure_ascii=False))
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
     special = {
         "bos_token": "<|startoftext|>",
@@ -152,9 +150,7 @@ def write_tiny_tagger(folder: str | Path, *, seed: int = 0, probabilities: list[
         bias = rng.normal(0, 1.0, size=(num_tags,)).astype(np.float32)
     else:
         if len(probabilities) != num_tags:
-            raise ValueError(
-                f"probabilities must have {num_tags} values, one per tag, got {len(probabilities)}."
-            )
+            raise ValueError(f"probabilities must have {num_tags} values, one per tag, got {len(probabilities)}.")
         p = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-6, 1 - 1e-6)
         weight = np.zeros((3 * grid * grid, num_tags), dtype=np.float32)
         bias = np.log(p / (1 - p)).astype(np.float32)
@@ -163,9 +159,7 @@ def write_tiny_tagger(folder: str | Path, *, seed: int = 0, probabilities: list[
         helper.make_node("Transpose", ["input_1:0"], ["nchw"], perm=[0, 3, 1, 2]),
         helper.make_node("Mul", ["nchw", "inv255"], ["unit"]),
         helper.make_node("Sub", ["unit", "half"], ["centred"]),
-        helper.make_node(
-            "AveragePool", ["centred"], ["pooled"], kernel_shape=[pool, pool], strides=[pool, pool]
-        ),
+        helper.make_node("AveragePool", ["centred"], ["pooled"], kernel_shape=[pool, pool], strides=[pool, pool]),
         helper.make_node("Flatten", ["pooled"], ["features"]),
         helper.make_node("MatMul", ["features", "weight"], ["logits_raw"]),
         helper.make_node("Add", ["logits_raw", "bias"], ["logits"]),
@@ -180,11 +174,7 @@ def write_tiny_tagger(folder: str | Path, *, seed: int = 0, probabilities: list[
     graph = helper.make_graph(
         nodes,
         "tiny_wd14_tagger",
-        [
-            helper.make_tensor_value_info(
-                "input_1:0", TensorProto.FLOAT, [1, TINY_TAGGER_SIZE, TINY_TAGGER_SIZE, 3]
-            )
-        ],
+        [helper.make_tensor_value_info("input_1:0", TensorProto.FLOAT, [1, TINY_TAGGER_SIZE, TINY_TAGGER_SIZE, 3])],
         [helper.make_tensor_value_info("predictions_sigmoid", TensorProto.FLOAT, [1, num_tags])],
         initializers,
     )

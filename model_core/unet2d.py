@@ -49,9 +49,7 @@ class KeyframeUNet(UNet2DConditionModel):
     def __init__(self, **config: Any):
         for key, supported in _UNSUPPORTED_OPTIONS.items():
             if config.get(key, supported) != supported:
-                raise CheckpointError(
-                    f"Keyframe UNet config sets {key}={config[key]!r}, which is not supported."
-                )
+                raise CheckpointError(f"Keyframe UNet config sets {key}={config[key]!r}, which is not supported.")
         super().__init__(**config)
         latent_channels = self.config.in_channels
         self.conv_in = nn.Conv2d(
@@ -61,9 +59,7 @@ class KeyframeUNet(UNet2DConditionModel):
             padding=self.conv_in.padding,
         )
         time_embed_dim = self.time_embedding.linear_2.out_features
-        self.add_time_proj = Timesteps(
-            OPERATION_STEP_EMBEDDING_DIM, flip_sin_to_cos=True, downscale_freq_shift=0
-        )
+        self.add_time_proj = Timesteps(OPERATION_STEP_EMBEDDING_DIM, flip_sin_to_cos=True, downscale_freq_shift=0)
         self.add_embedding = TimestepEmbedding(OPERATION_STEP_EMBEDDING_DIM, time_embed_dim)
 
     def forward(
@@ -104,9 +100,7 @@ class KeyframeUNet(UNet2DConditionModel):
         skips: tuple[torch.Tensor, ...] = (sample,)
         for block in self.down_blocks:
             if getattr(block, "has_cross_attention", False):
-                sample, res = block(
-                    hidden_states=sample, temb=emb, encoder_hidden_states=encoder_hidden_states
-                )
+                sample, res = block(hidden_states=sample, temb=emb, encoder_hidden_states=encoder_hidden_states)
             else:
                 sample, res = block(hidden_states=sample, temb=emb)
             skips += res
@@ -130,9 +124,7 @@ class KeyframeUNet(UNet2DConditionModel):
                     upsample_size=upsample_size,
                 )
             else:
-                sample = block(
-                    hidden_states=sample, temb=emb, res_hidden_states_tuple=res, upsample_size=upsample_size
-                )
+                sample = block(hidden_states=sample, temb=emb, res_hidden_states_tuple=res, upsample_size=upsample_size)
 
         if self.conv_norm_out is not None:
             sample = self.conv_act(self.conv_norm_out(sample))
