@@ -5,6 +5,7 @@ Written here rather than taken from transformers because the published checkpoin
 the file's keys exactly, so loading is a plain strict `load_state_dict`.
 """
 
+import unicodedata
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -145,6 +146,33 @@ class CLIPTextModel(nn.Module):
         return self.text_model(input_ids)
 
 
+# CJK ideograph blocks, which CLIP's original (slow) tokenizer splits into one word per character.
+_CJK_RANGES = (
+    (0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+    (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F),
+)  # fmt: skip
+
+
+def clean_prompt(text: str) -> str:
+    """Clean text as the slow CLIPTokenizer did before BPE, which the reference implementation used.
+
+    The fast tokenizer of recent transformers skips these steps: it would keep control and
+    zero-width characters and merge runs of CJK ideographs into one word, giving other token ids.
+    """
+    characters = []
+    for char in text:
+        code = ord(char)
+        if char in " \t\n\r" or unicodedata.category(char) == "Zs":
+            characters.append(" ")
+        elif code == 0 or code == 0xFFFD or unicodedata.category(char).startswith("C"):
+            continue
+        elif any(low <= code <= high for low, high in _CJK_RANGES):
+            characters.append(f" {char} ")
+        else:
+            characters.append(char)
+    return "".join(characters)
+
+
 def encode_prompts(tokenizer, text_encoder: CLIPTextModel, prompts: list[str]) -> torch.Tensor:
     """Tokenise to the tokenizer's max length (padded with its own pad token, truncated) and encode.
 
@@ -152,7 +180,7 @@ def encode_prompts(tokenizer, text_encoder: CLIPTextModel, prompts: list[str]) -
     Returns (len(prompts), model_max_length, hidden_size).
     """
     ids = tokenizer(
-        prompts,
+        [clean_prompt(prompt) for prompt in prompts],
         padding="max_length",
         max_length=tokenizer.model_max_length,
         truncation=True,

@@ -65,7 +65,7 @@ class Tagger:
         for name in (MODEL_FILE, TAGS_FILE):
             if not (folder / name).is_file():
                 raise CheckpointError(f"{folder} is not a WD14 tagger: {name} is missing.")
-        with (folder / TAGS_FILE).open(newline="") as f:
+        with (folder / TAGS_FILE).open(newline="", encoding="utf-8") as f:
             rows = list(csv.reader(f))[1:]  # the first row is the header
         if any(len(row) < 3 for row in rows):
             raise CheckpointError(f"{folder / TAGS_FILE} must have the columns tag_id, name, category, count.")
