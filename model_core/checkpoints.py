@@ -6,9 +6,9 @@ silent partial load.
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import huggingface_hub
 import torch
@@ -16,6 +16,8 @@ from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from safetensors.torch import load_file
 
 from model_core.errors import CheckpointError
+
+T = TypeVar("T", bound=torch.nn.Module)
 
 # How many key names an error message lists before it summarises the rest.
 _MAX_KEYS_SHOWN = 12
@@ -72,12 +74,12 @@ def read_config(folder: Path) -> dict[str, Any]:
         return json.load(f)
 
 
-def find_weights(folder: Path, names: Sequence[str]) -> Path:
-    """Return the first of `names` that exists in `folder` (safetensors only)."""
-    for name in names:
-        if (folder / name).is_file():
-            return folder / name
-    raise CheckpointError(f"No weight file in {folder}: expected one of {', '.join(names)}.")
+def find_weights(folder: Path, name: str) -> Path:
+    """Return `folder/name`, the component's safetensors weight file, which must exist."""
+    path = folder / name
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: the weights of this component are expected there.")
+    return path
 
 
 def _listed(keys: Sequence[str]) -> str:
@@ -108,12 +110,23 @@ def check_state_dict(expected: dict[str, torch.Size], found: dict[str, torch.Siz
         )
 
 
-def load_weights(module: torch.nn.Module, path: Path) -> None:
-    """Load the safetensors file `path` into `module`, requiring an exact key and shape match."""
+def build_and_load(build: Callable[[], T], path: Path) -> T:
+    """Build a module with `build()` and give it exactly the tensors of the safetensors file `path`.
+
+    The module is built on the meta device, so no memory or time goes to a random initialisation
+    that the weights would overwrite; the file's tensors are then assigned in place of the empty ones.
+    """
+    with torch.device("meta"):
+        module = build()
     state_dict = load_file(path)
     expected = {key: value.shape for key, value in module.state_dict().items()}
     check_state_dict(expected, {key: value.shape for key, value in state_dict.items()}, source=str(path))
-    module.load_state_dict(state_dict, strict=True)
+    module.load_state_dict(state_dict, strict=True, assign=True)
+    # Buffers outside the state dict would still be empty; none of our modules has one.
+    empty = [name for name, tensor in [*module.named_parameters(), *module.named_buffers()] if tensor.is_meta]
+    if empty:
+        raise CheckpointError(f"{path} left tensors of the model uninitialised: {_listed(empty)}.")
+    return module
 
 
 def place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:

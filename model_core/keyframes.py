@@ -13,7 +13,7 @@ import torch
 from diffusers import AutoencoderKL
 from transformers import CLIPTokenizer
 
-from model_core.checkpoints import find_weights, load_weights, place, read_config, resolve_checkpoint
+from model_core.checkpoints import build_and_load, find_weights, place, read_config, resolve_checkpoint
 from model_core.clip import CLIPTextConfig, CLIPTextModel, encode_prompts
 from model_core.errors import CheckpointError, InvalidInputError
 from model_core.images import check_rgb_image, resize_and_center_crop, to_tensor, to_uint8
@@ -22,6 +22,7 @@ from model_core.unet2d import KeyframeUNet
 
 KEYFRAME_REPO = "lllyasviel/paints_undo_single_frame"
 SUBFOLDERS = ("tokenizer", "text_encoder", "vae", "unet")
+DIFFUSERS_WEIGHTS, TRANSFORMERS_WEIGHTS = "diffusion_pytorch_model.safetensors", "model.safetensors"
 # The schedule the keyframe UNet was trained with: linear betas 0.00085..0.020 (not SD's scaled-linear).
 BETA_START, BETA_END = 0.00085, 0.020
 # Keyframe sizes must be multiples of this: 8 for the VAE times the UNet's 3 downsamplings.
@@ -30,22 +31,18 @@ MAX_OPERATION_STEP = 999
 
 
 def _load_vae(folder: Path) -> AutoencoderKL:
-    vae = AutoencoderKL.from_config(read_config(folder))
-    load_weights(vae, find_weights(folder, ["diffusion_pytorch_model.safetensors"]))
-    return vae
+    config = read_config(folder)
+    return build_and_load(lambda: AutoencoderKL.from_config(config), find_weights(folder, DIFFUSERS_WEIGHTS))
 
 
 def _load_unet(folder: Path) -> KeyframeUNet:
     config = {key: value for key, value in read_config(folder).items() if not key.startswith("_")}
-    unet = KeyframeUNet(**config)
-    load_weights(unet, find_weights(folder, ["diffusion_pytorch_model.safetensors"]))
-    return unet
+    return build_and_load(lambda: KeyframeUNet(**config), find_weights(folder, DIFFUSERS_WEIGHTS))
 
 
 def _load_text_encoder(folder: Path) -> CLIPTextModel:
-    text_encoder = CLIPTextModel(CLIPTextConfig.from_dict(read_config(folder)))
-    load_weights(text_encoder, find_weights(folder, ["model.safetensors"]))
-    return text_encoder
+    config = CLIPTextConfig.from_dict(read_config(folder))
+    return build_and_load(lambda: CLIPTextModel(config), find_weights(folder, TRANSFORMERS_WEIGHTS))
 
 
 class KeyframeModel:
@@ -125,7 +122,7 @@ class KeyframeModel:
         Returns (height, width, 3) uint8 RGB arrays, one per undo step.
         """
         check_rgb_image(image)
-        _check_keyframe_args(undo_steps, width, height, steps, cfg)
+        _check_keyframe_args(prompt, negative_prompt, undo_steps, width, height, steps, cfg, seed)
 
         picture = resize_and_center_crop(image, width, height)
         pixels = to_tensor([picture]).to(self.device, self.dtype)
@@ -164,7 +161,21 @@ class KeyframeModel:
         return to_uint8(decoded)
 
 
-def _check_keyframe_args(undo_steps: Sequence[int], width: int, height: int, steps: int, cfg: float) -> None:
+def _check_keyframe_args(
+    prompt: str,
+    negative_prompt: str,
+    undo_steps: Sequence[int],
+    width: int,
+    height: int,
+    steps: int,
+    cfg: float,
+    seed: int,
+) -> None:
+    for name, text in (("prompt", prompt), ("negative_prompt", negative_prompt)):
+        if not isinstance(text, str):
+            raise InvalidInputError(f"{name} must be a string, got {type(text).__name__}.")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise InvalidInputError(f"seed must be an integer, got {seed!r}.")
     if isinstance(undo_steps, str | bytes) or not isinstance(undo_steps, Sequence) or len(undo_steps) == 0:
         raise InvalidInputError(f"undo_steps must be a non-empty list of integers 0..999, got {undo_steps!r}.")
     for step in undo_steps:

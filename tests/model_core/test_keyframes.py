@@ -98,6 +98,9 @@ def test_loading_follows_the_config_so_a_different_config_no_longer_fits(keyfram
 
 def test_loading_refuses_an_incomplete_checkpoint(keyframe_checkpoint, tmp_path):
     checkpoint = _copy(keyframe_checkpoint, tmp_path)
+    (checkpoint / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="diffusion_pytorch_model.safetensors is missing"):
+        KeyframeModel.from_pretrained(checkpoint)
     shutil.rmtree(checkpoint / "vae")
     with pytest.raises(CheckpointError, match=r"missing subfolders \['vae'\]"):
         KeyframeModel.from_pretrained(checkpoint)
@@ -166,6 +169,8 @@ def test_callback_reports_each_step_and_can_abort(keyframe_model, picture):
         (None, {"undo_steps": [400.0]}, "integer in 0..999"),
         (None, {"undo_steps": []}, "non-empty list"),
         (None, {"steps": 0}, "steps must be a positive integer"),
+        (None, {"seed": 1.5}, "seed must be an integer"),
+        (None, {"prompt": None}, "prompt must be a string"),
     ],
 )
 def test_bad_input_is_refused_clearly(keyframe_model, picture, image, overrides, message):
