@@ -23,6 +23,16 @@ from model_core.unet2d import KeyframeUNet
 KEYFRAME_REPO = "lllyasviel/paints_undo_single_frame"
 SUBFOLDERS = ("tokenizer", "text_encoder", "vae", "unet")
 DIFFUSERS_WEIGHTS, TRANSFORMERS_WEIGHTS = "diffusion_pytorch_model.safetensors", "model.safetensors"
+# What a Hub download fetches: the files we load, nothing else the repo may hold.
+DOWNLOADED_FILES = [
+    "tokenizer/*",
+    "text_encoder/config.json",
+    f"text_encoder/{TRANSFORMERS_WEIGHTS}",
+    "vae/config.json",
+    f"vae/{DIFFUSERS_WEIGHTS}",
+    "unet/config.json",
+    f"unet/{DIFFUSERS_WEIGHTS}",
+]
 # The schedule the keyframe UNet was trained with: linear betas 0.00085..0.020 (not SD's scaled-linear).
 BETA_START, BETA_END = 0.00085, 0.020
 # Keyframe sizes must be multiples of this: 8 for the VAE times the UNet's 3 downsamplings.
@@ -82,7 +92,11 @@ class KeyframeModel:
         Every weight file must hold exactly the tensors of the model its config.json describes.
         """
         root = resolve_checkpoint(
-            path_or_repo, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
+            path_or_repo,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            allow_patterns=DOWNLOADED_FILES,
         )
         missing = [name for name in SUBFOLDERS if not (root / name).is_dir()]
         if missing:

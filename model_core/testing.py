@@ -105,7 +105,13 @@ def _save_component(folder: Path, config: dict[str, Any], module: torch.nn.Modul
 def write_tiny_keyframe_checkpoint(folder: str | Path, *, seed: int = 0) -> Path:
     """Write a random-weight keyframe model in the layout of `lllyasviel/paints_undo_single_frame`."""
     folder = Path(folder)
-    torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # seed the weights without touching the caller's RNG
+        torch.manual_seed(seed)
+        _write_tiny_keyframe_components(folder)
+    return folder
+
+
+def _write_tiny_keyframe_components(folder: Path) -> None:
     vocab_size = write_tiny_tokenizer(folder / "tokenizer")
 
     text_config = configs.TINY_KEYFRAME_TEXT_ENCODER | {"vocab_size": vocab_size}
@@ -125,7 +131,6 @@ def write_tiny_keyframe_checkpoint(folder: str | Path, *, seed: int = 0) -> Path
     _save_component(
         folder / "unet", unet_config | configs.TINY_KEYFRAME_UNET, unet, "diffusion_pytorch_model.safetensors"
     )
-    return folder
 
 
 def write_tiny_tagger(folder: str | Path, *, seed: int = 0, probabilities: list[float] | None = None) -> Path:

@@ -1,0 +1,1 @@
+"""HTTP API of the job service (FastAPI). Never imports torch: it must start fast."""

@@ -1,0 +1,1 @@
+"""Celery GPU workers that run paints-undo jobs with the models kept resident."""
