@@ -116,8 +116,13 @@ def build_and_load(build: Callable[[], T], path: Path) -> T:
     The module is built on the meta device, so no memory or time goes to a random initialisation
     that the weights would overwrite; the file's tensors are then assigned in place of the empty ones.
     """
-    with torch.device("meta"):
-        module = build()
+    try:
+        with torch.device("meta"):
+            module = build()
+    except (ValueError, TypeError) as error:
+        raise CheckpointError(
+            f"{path.parent / 'config.json'} describes a model that cannot be built: {error}"
+        ) from error
     state_dict = load_file(path)
     expected = {key: value.shape for key, value in module.state_dict().items()}
     check_state_dict(expected, {key: value.shape for key, value in state_dict.items()}, source=str(path))

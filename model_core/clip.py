@@ -13,9 +13,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# The activations transformers accepts for CLIP's hidden_act that any published CLIP uses.
 _ACTIVATIONS = {
     "quick_gelu": lambda x: x * torch.sigmoid(1.702 * x),
     "gelu": F.gelu,
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
 }
 
 

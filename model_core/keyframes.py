@@ -46,13 +46,15 @@ def _load_vae(folder: Path) -> AutoencoderKL:
 
 
 def _load_unet(folder: Path) -> KeyframeUNet:
-    config = {key: value for key, value in read_config(folder).items() if not key.startswith("_")}
-    return build_and_load(lambda: KeyframeUNet(**config), find_weights(folder, DIFFUSERS_WEIGHTS))
+    config = read_config(folder)
+    return build_and_load(lambda: KeyframeUNet.from_config(config), find_weights(folder, DIFFUSERS_WEIGHTS))
 
 
 def _load_text_encoder(folder: Path) -> CLIPTextModel:
-    config = CLIPTextConfig.from_dict(read_config(folder))
-    return build_and_load(lambda: CLIPTextModel(config), find_weights(folder, TRANSFORMERS_WEIGHTS))
+    config = read_config(folder)
+    return build_and_load(
+        lambda: CLIPTextModel(CLIPTextConfig.from_dict(config)), find_weights(folder, TRANSFORMERS_WEIGHTS)
+    )
 
 
 class KeyframeModel:

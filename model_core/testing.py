@@ -102,35 +102,42 @@ def _save_component(folder: Path, config: dict[str, Any], module: torch.nn.Modul
     save_file(state_dict, folder / weights_name, metadata={"format": "pt"})
 
 
-def write_tiny_keyframe_checkpoint(folder: str | Path, *, seed: int = 0) -> Path:
-    """Write a random-weight keyframe model in the layout of `lllyasviel/paints_undo_single_frame`."""
+def write_tiny_keyframe_checkpoint(
+    folder: str | Path,
+    *,
+    seed: int = 0,
+    unet: dict[str, Any] | None = None,
+    text_encoder: dict[str, Any] | None = None,
+    vae: dict[str, Any] | None = None,
+    pad_token: str = "<|endoftext|>",
+) -> Path:
+    """Write a random-weight keyframe model in the layout of `lllyasviel/paints_undo_single_frame`.
+
+    unet, text_encoder, vae: config values that replace those of the tiny preset (`configs.TINY_*`).
+    """
     folder = Path(folder)
     with torch.random.fork_rng(devices=[]):  # seed the weights without touching the caller's RNG
         torch.manual_seed(seed)
-        _write_tiny_keyframe_components(folder)
+        vocab_size = write_tiny_tokenizer(folder / "tokenizer", pad_token=pad_token)
+
+        text_config = configs.TINY_KEYFRAME_TEXT_ENCODER | {"vocab_size": vocab_size} | (text_encoder or {})
+        text_model = CLIPTextModel(CLIPTextConfig.from_dict(text_config))
+        _save_component(folder / "text_encoder", text_config, text_model, "model.safetensors")
+
+        vae_config = configs.TINY_KEYFRAME_VAE | (vae or {})
+        vae_model = AutoencoderKL(**vae_config)
+        vae_file_config = {"_class_name": "AutoencoderKL", "_diffusers_version": DIFFUSERS_VERSION} | vae_config
+        _save_component(folder / "vae", vae_file_config, vae_model, "diffusion_pytorch_model.safetensors")
+
+        unet_config = configs.TINY_KEYFRAME_UNET | (unet or {})
+        unet_model = KeyframeUNet(**unet_config)
+        # As published: the saved config says 4 input channels although conv_in takes 8.
+        unet_file_config = {
+            "_class_name": "UNet2DConditionModel",
+            "_diffusers_version": DIFFUSERS_VERSION,
+        } | unet_config
+        _save_component(folder / "unet", unet_file_config, unet_model, "diffusion_pytorch_model.safetensors")
     return folder
-
-
-def _write_tiny_keyframe_components(folder: Path) -> None:
-    vocab_size = write_tiny_tokenizer(folder / "tokenizer")
-
-    text_config = configs.TINY_KEYFRAME_TEXT_ENCODER | {"vocab_size": vocab_size}
-    text_encoder = CLIPTextModel(CLIPTextConfig.from_dict(text_config))
-    _save_component(folder / "text_encoder", text_config, text_encoder, "model.safetensors")
-
-    vae = AutoencoderKL(**configs.TINY_KEYFRAME_VAE)
-    vae_config = {
-        "_class_name": "AutoencoderKL",
-        "_diffusers_version": DIFFUSERS_VERSION,
-    } | configs.TINY_KEYFRAME_VAE
-    _save_component(folder / "vae", vae_config, vae, "diffusion_pytorch_model.safetensors")
-
-    unet = KeyframeUNet(**configs.TINY_KEYFRAME_UNET)
-    # As published: the saved config says 4 input channels although conv_in takes 8.
-    unet_config = {"_class_name": "UNet2DConditionModel", "_diffusers_version": DIFFUSERS_VERSION}
-    _save_component(
-        folder / "unet", unet_config | configs.TINY_KEYFRAME_UNET, unet, "diffusion_pytorch_model.safetensors"
-    )
 
 
 def write_tiny_tagger(folder: str | Path, *, seed: int = 0, probabilities: list[float] | None = None) -> Path:

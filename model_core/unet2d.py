@@ -8,6 +8,7 @@ Paints-UNDO's single-frame model adds to the standard `UNet2DConditionModel`:
 Both are built by the constructor and used by an explicit forward; nothing is patched at run time.
 """
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +16,6 @@ import torch
 from diffusers import UNet2DConditionModel
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from torch import nn
-
-from model_core.errors import CheckpointError
 
 # Width of the sinusoidal embedding of the operation step, as in the published weights.
 OPERATION_STEP_EMBEDDING_DIM = 256
@@ -49,7 +48,7 @@ class KeyframeUNet(UNet2DConditionModel):
     def __init__(self, **config: Any):
         for key, supported in _UNSUPPORTED_OPTIONS.items():
             if config.get(key, supported) != supported:
-                raise CheckpointError(f"Keyframe UNet config sets {key}={config[key]!r}, which is not supported.")
+                raise ValueError(f"Keyframe UNet config sets {key}={config[key]!r}; only {supported!r} is supported.")
         super().__init__(**config)
         latent_channels = self.config.in_channels
         self.conv_in = nn.Conv2d(
@@ -61,6 +60,13 @@ class KeyframeUNet(UNet2DConditionModel):
         time_embed_dim = self.time_embedding.linear_2.out_features
         self.add_time_proj = Timesteps(OPERATION_STEP_EMBEDDING_DIM, flip_sin_to_cos=True, downscale_freq_shift=0)
         self.add_embedding = TimestepEmbedding(OPERATION_STEP_EMBEDDING_DIM, time_embed_dim)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], **overrides: Any) -> "KeyframeUNet":
+        """Build from a saved config.json dict. As in diffusers, bookkeeping keys (`_class_name`, ...)
+        and keys unknown to the installed diffusers are ignored."""
+        accepted = inspect.signature(UNet2DConditionModel.__init__).parameters
+        return cls(**{key: value for key, value in (dict(config) | overrides).items() if key in accepted})
 
     def forward(
         self,
@@ -84,9 +90,9 @@ class KeyframeUNet(UNet2DConditionModel):
         up_factor = 2**self.num_upsamplers
         forward_upsample_size = any(dim % up_factor for dim in sample.shape[-2:])
 
-        if self.config.center_input_sample:
-            sample = 2 * sample - 1.0
         sample = torch.cat([sample, concat_latent.expand(batch, -1, -1, -1).to(sample)], dim=1)
+        if self.config.center_input_sample:  # applies to the image latent too, as in the reference
+            sample = 2 * sample - 1.0
 
         # Time embedding plus the operation-step embedding.
         t_emb = self.time_proj(timestep.expand(batch)).to(sample.dtype)
