@@ -138,7 +138,10 @@ class KeyframeModel:
         Returns (height, width, 3) uint8 RGB arrays, one per undo step.
         """
         check_rgb_image(image)
-        _check_keyframe_args(prompt, negative_prompt, undo_steps, width, height, steps, cfg, seed)
+        _check_text("prompt", prompt)
+        _check_text("negative_prompt", negative_prompt)
+        _check_undo_steps(undo_steps)
+        _check_sampling(width, height, steps, cfg, seed)
 
         picture = resize_and_center_crop(image, width, height)
         pixels = to_tensor([picture]).to(self.device, self.dtype)
@@ -177,26 +180,20 @@ class KeyframeModel:
         return to_uint8(decoded)
 
 
-def _check_keyframe_args(
-    prompt: str,
-    negative_prompt: str,
-    undo_steps: Sequence[int],
-    width: int,
-    height: int,
-    steps: int,
-    cfg: float,
-    seed: int,
-) -> None:
-    for name, text in (("prompt", prompt), ("negative_prompt", negative_prompt)):
-        if not isinstance(text, str):
-            raise InvalidInputError(f"{name} must be a string, got {type(text).__name__}.")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise InvalidInputError(f"seed must be an integer, got {seed!r}.")
+def _check_text(name: str, text: str) -> None:
+    if not isinstance(text, str):
+        raise InvalidInputError(f"{name} must be a string, got {type(text).__name__}.")
+
+
+def _check_undo_steps(undo_steps: Sequence[int]) -> None:
     if isinstance(undo_steps, str | bytes) or not isinstance(undo_steps, Sequence) or len(undo_steps) == 0:
         raise InvalidInputError(f"undo_steps must be a non-empty list of integers 0..999, got {undo_steps!r}.")
     for step in undo_steps:
         if not isinstance(step, int | np.integer) or isinstance(step, bool) or not 0 <= step <= MAX_OPERATION_STEP:
             raise InvalidInputError(f"Every undo step must be an integer in 0..{MAX_OPERATION_STEP}, got {step!r}.")
+
+
+def _check_sampling(width: int, height: int, steps: int, cfg: float, seed: int) -> None:
     for name, value in (("width", width), ("height", height)):
         if not isinstance(value, int) or value <= 0 or value % SIZE_MULTIPLE:
             raise InvalidInputError(f"{name} must be a positive multiple of {SIZE_MULTIPLE}, got {value!r}.")
@@ -204,3 +201,5 @@ def _check_keyframe_args(
         raise InvalidInputError(f"steps must be a positive integer, got {steps!r}.")
     if not isinstance(cfg, int | float) or cfg < 0:
         raise InvalidInputError(f"cfg must be a non-negative number, got {cfg!r}.")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise InvalidInputError(f"seed must be an integer, got {seed!r}.")
