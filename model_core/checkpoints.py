@@ -15,7 +15,7 @@ import torch
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from safetensors.torch import load_file
 
-from model_core.errors import CheckpointError
+from model_core.errors import CheckpointError, InvalidInputError
 
 T = TypeVar("T", bound=torch.nn.Module)
 
@@ -56,9 +56,8 @@ def resolve_checkpoint(
     except LocalEntryNotFoundError as error:
         raise CheckpointError(
             f"The checkpoint {repo_id!r} (revision {revision or 'main'}) is not in the Hugging Face cache "
-            f"({cache_dir or huggingface_hub.constants.HF_HUB_CACHE}) and could not be downloaded: {error}. "
-            "Download it on a machine with network access (`hf download "
-            f"{repo_id}`), or pass a local folder."
+            f"({cache_dir or huggingface_hub.constants.HF_HUB_CACHE}) and could not be downloaded. Download it "
+            f"on a machine with network access (`hf download {repo_id}`), or pass a local folder. ({error})"
         ) from error
     except (HfHubHTTPError, OSError) as error:
         raise CheckpointError(f"Could not fetch the checkpoint {repo_id!r}: {error}") from error
@@ -141,5 +140,5 @@ def place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> 
     """
     casts = {torch.float32: module.float, torch.float16: module.half, torch.bfloat16: module.bfloat16}
     if dtype not in casts:
-        raise ValueError(f"dtype must be one of {list(casts)}, got {dtype}.")
+        raise InvalidInputError(f"dtype must be one of {list(casts)}, got {dtype}.")
     return casts[dtype]().to(device).eval().requires_grad_(False)

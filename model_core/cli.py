@@ -45,20 +45,15 @@ def _device(name: str) -> torch.device:
 
 def _load(args: argparse.Namespace, scratch: Path) -> tuple[KeyframeModel | None, Tagger]:
     """Load the tagger, and the keyframe model when the command needs it."""
-    device = _device(args.device)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     if args.tiny:
         print(TINY_WARNING, file=sys.stderr)
-        keyframe_source, tagger_source = (
-            write_tiny_keyframe_checkpoint(scratch / "kf"),
-            write_tiny_tagger(scratch / "tag"),
-        )
-    else:
-        keyframe_source, tagger_source = args.keyframe_model, args.tagger
-    tagger = Tagger.from_pretrained(tagger_source)
-    needs_keyframes = args.command == "keyframes"
-    model = KeyframeModel.from_pretrained(keyframe_source, device=device, dtype=dtype) if needs_keyframes else None
-    return model, tagger
+    tagger = Tagger.from_pretrained(write_tiny_tagger(scratch / "tagger") if args.tiny else args.tagger)
+    if args.command != "keyframes":
+        return None, tagger
+    device = _device(args.device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    source = write_tiny_keyframe_checkpoint(scratch / "keyframe") if args.tiny else args.keyframe_model
+    return KeyframeModel.from_pretrained(source, device=device, dtype=dtype), tagger
 
 
 def _keyframes(args: argparse.Namespace, model: KeyframeModel, tagger: Tagger) -> None:
