@@ -5,6 +5,7 @@ one image per step in a single batch. Loads `lllyasviel/paints_undo_single_frame
 `tokenizer/`, `text_encoder/`, `vae/`, `unet/`.
 """
 
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -143,6 +144,7 @@ class KeyframeModel:
         _check_undo_steps(undo_steps)
         _check_sampling(width, height, steps, cfg, seed)
 
+        width, height, steps, cfg, seed = int(width), int(height), int(steps), float(cfg), int(seed)
         picture = resize_and_center_crop(image, width, height)
         pixels = to_tensor([picture]).to(self.device, self.dtype)
         scaling = self.vae.config.scaling_factor
@@ -150,7 +152,7 @@ class KeyframeModel:
 
         text = encode_prompts(self.tokenizer, self.text_encoder, [prompt, negative_prompt])
         batch = len(undo_steps)
-        operation_steps = torch.tensor(list(undo_steps), dtype=torch.long, device=self.device)
+        operation_steps = torch.tensor([int(step) for step in undo_steps], dtype=torch.long, device=self.device)
 
         def denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
             """Eps-prediction UNet as a denoiser; positive and negative prompts in one batch."""
@@ -185,21 +187,25 @@ def _check_text(name: str, text: str) -> None:
         raise InvalidInputError(f"{name} must be a string, got {type(text).__name__}.")
 
 
+def _is_integer(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _check_undo_steps(undo_steps: Sequence[int]) -> None:
-    if isinstance(undo_steps, str | bytes) or not isinstance(undo_steps, Sequence) or len(undo_steps) == 0:
+    if isinstance(undo_steps, str | bytes) or not isinstance(undo_steps, Sequence | np.ndarray) or len(undo_steps) == 0:
         raise InvalidInputError(f"undo_steps must be a non-empty list of integers 0..999, got {undo_steps!r}.")
     for step in undo_steps:
-        if not isinstance(step, int | np.integer) or isinstance(step, bool) or not 0 <= step <= MAX_OPERATION_STEP:
+        if not _is_integer(step) or not 0 <= step <= MAX_OPERATION_STEP:
             raise InvalidInputError(f"Every undo step must be an integer in 0..{MAX_OPERATION_STEP}, got {step!r}.")
 
 
 def _check_sampling(width: int, height: int, steps: int, cfg: float, seed: int) -> None:
     for name, value in (("width", width), ("height", height)):
-        if not isinstance(value, int) or value <= 0 or value % SIZE_MULTIPLE:
+        if not _is_integer(value) or value <= 0 or value % SIZE_MULTIPLE:
             raise InvalidInputError(f"{name} must be a positive multiple of {SIZE_MULTIPLE}, got {value!r}.")
-    if not isinstance(steps, int) or steps < 1:
+    if not _is_integer(steps) or steps < 1:
         raise InvalidInputError(f"steps must be a positive integer, got {steps!r}.")
-    if not isinstance(cfg, int | float) or cfg < 0:
+    if not isinstance(cfg, numbers.Real) or isinstance(cfg, bool) or not 0 <= cfg < float("inf"):
         raise InvalidInputError(f"cfg must be a non-negative number, got {cfg!r}.")
-    if not isinstance(seed, int) or isinstance(seed, bool):
+    if not _is_integer(seed):
         raise InvalidInputError(f"seed must be an integer, got {seed!r}.")

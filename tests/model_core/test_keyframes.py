@@ -140,6 +140,20 @@ def test_keyframes_follow_the_given_order_and_do_not_depend_on_the_rest_of_the_b
     assert np.abs(alone[0].astype(int) - forward[1]).max() <= 1
 
 
+def test_numpy_numbers_are_accepted_like_python_ones(keyframe_model, picture):
+    as_numpy = generate(
+        keyframe_model,
+        picture,
+        undo_steps=np.array([400, 999]),
+        width=np.int64(64),
+        height=np.int32(128),
+        steps=np.int64(4),
+        cfg=np.float32(3.0),
+        seed=np.int64(12345),
+    )
+    assert all(np.array_equal(a, b) for a, b in zip(as_numpy, generate(keyframe_model, picture), strict=True))
+
+
 def test_callback_reports_each_step_and_can_abort(keyframe_model, picture):
     steps: list[SamplerStep] = []
     generate(keyframe_model, picture, callback=steps.append)
@@ -169,6 +183,7 @@ def test_callback_reports_each_step_and_can_abort(keyframe_model, picture):
         (None, {"undo_steps": [400.0]}, "integer in 0..999"),
         (None, {"undo_steps": []}, "non-empty list"),
         (None, {"steps": 0}, "steps must be a positive integer"),
+        (None, {"cfg": float("nan")}, "cfg must be a non-negative number"),
         (None, {"seed": 1.5}, "seed must be an integer"),
         (None, {"prompt": None}, "prompt must be a string"),
     ],
