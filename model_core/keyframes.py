@@ -93,6 +93,9 @@ class KeyframeModel:
         """Load from a local folder or a Hugging Face repo id in the layout of `lllyasviel/paints_undo_single_frame`.
 
         Every weight file must hold exactly the tensors of the model its config.json describes.
+        device, dtype: where the models run; float32 reproduces the reference on CPU, bfloat16 is the
+            choice on CUDA (float16 risks overflow in the VAE, which the reference runs in bfloat16).
+        revision, cache_dir, local_files_only: passed to `huggingface_hub.snapshot_download` for a repo id.
         """
         root = resolve_checkpoint(
             path_or_repo,
