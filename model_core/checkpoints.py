@@ -19,6 +19,9 @@ from model_core.errors import CheckpointError, InvalidInputError
 
 T = TypeVar("T", bound=torch.nn.Module)
 
+# Weight file names of the published layouts: diffusers models, and transformers or hub-mixin models.
+DIFFUSERS_WEIGHTS, TRANSFORMERS_WEIGHTS = "diffusion_pytorch_model.safetensors", "model.safetensors"
+
 # How many key names an error message lists before it summarises the rest.
 _MAX_KEYS_SHOWN = 12
 
@@ -73,14 +76,6 @@ def read_config(folder: Path) -> dict[str, Any]:
         return json.load(f)
 
 
-def find_weights(folder: Path, name: str) -> Path:
-    """Return `folder/name`, the component's safetensors weight file, which must exist."""
-    path = folder / name
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing: the weights of this component are expected there.")
-    return path
-
-
 def _listed(keys: Sequence[str]) -> str:
     shown = ", ".join(keys[:_MAX_KEYS_SHOWN])
     more = len(keys) - _MAX_KEYS_SHOWN
@@ -109,19 +104,20 @@ def check_state_dict(expected: dict[str, torch.Size], found: dict[str, torch.Siz
         )
 
 
-def build_and_load(build: Callable[[], T], path: Path) -> T:
-    """Build a module with `build()` and give it exactly the tensors of the safetensors file `path`.
+def load_component(folder: Path, build: Callable[[dict[str, Any]], T], weights_name: str) -> T:
+    """Build a component from `folder/config.json` and give it exactly the tensors of `folder/weights_name`.
 
-    The module is built on the meta device, so no memory or time goes to a random initialisation
+    `build(config)` runs on the meta device, so no memory or time goes to a random initialisation
     that the weights would overwrite; the file's tensors are then assigned in place of the empty ones.
     """
+    config, path = read_config(folder), folder / weights_name
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: the weights of this component are expected there.")
     try:
         with torch.device("meta"):
-            module = build()
+            module = build(config)
     except (ValueError, TypeError) as error:
-        raise CheckpointError(
-            f"{path.parent / 'config.json'} describes a model that cannot be built: {error}"
-        ) from error
+        raise CheckpointError(f"{folder / 'config.json'} describes a model that cannot be built: {error}") from error
     state_dict = load_file(path)
     expected = {key: value.shape for key, value in module.state_dict().items()}
     check_state_dict(expected, {key: value.shape for key, value in state_dict.items()}, source=str(path))

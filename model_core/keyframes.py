@@ -14,7 +14,13 @@ import torch
 from diffusers import AutoencoderKL
 from transformers import CLIPTokenizer
 
-from model_core.checkpoints import build_and_load, find_weights, place, read_config, resolve_checkpoint
+from model_core.checkpoints import (
+    DIFFUSERS_WEIGHTS,
+    TRANSFORMERS_WEIGHTS,
+    load_component,
+    place,
+    resolve_checkpoint,
+)
 from model_core.clip import CLIPTextConfig, CLIPTextModel, encode_prompts
 from model_core.errors import CheckpointError, InvalidInputError
 from model_core.images import check_rgb_image, resize_and_center_crop, to_tensor, to_uint8
@@ -23,7 +29,6 @@ from model_core.unet2d import KeyframeUNet
 
 KEYFRAME_REPO = "lllyasviel/paints_undo_single_frame"
 SUBFOLDERS = ("tokenizer", "text_encoder", "vae", "unet")
-DIFFUSERS_WEIGHTS, TRANSFORMERS_WEIGHTS = "diffusion_pytorch_model.safetensors", "model.safetensors"
 # What a Hub download fetches: the files we load, nothing else the repo may hold.
 DOWNLOADED_FILES = [
     "tokenizer/*",
@@ -39,23 +44,6 @@ BETA_START, BETA_END = 0.00085, 0.020
 # Keyframe sizes must be multiples of this: 8 for the VAE times the UNet's 3 downsamplings.
 SIZE_MULTIPLE = 64
 MAX_OPERATION_STEP = 999
-
-
-def _load_vae(folder: Path) -> AutoencoderKL:
-    config = read_config(folder)
-    return build_and_load(lambda: AutoencoderKL.from_config(config), find_weights(folder, DIFFUSERS_WEIGHTS))
-
-
-def _load_unet(folder: Path) -> KeyframeUNet:
-    config = read_config(folder)
-    return build_and_load(lambda: KeyframeUNet.from_config(config), find_weights(folder, DIFFUSERS_WEIGHTS))
-
-
-def _load_text_encoder(folder: Path) -> CLIPTextModel:
-    config = read_config(folder)
-    return build_and_load(
-        lambda: CLIPTextModel(CLIPTextConfig.from_dict(config)), find_weights(folder, TRANSFORMERS_WEIGHTS)
-    )
 
 
 class KeyframeModel:
@@ -109,9 +97,13 @@ class KeyframeModel:
             raise CheckpointError(f"{root} is not a keyframe-model checkpoint: missing subfolders {missing}.")
         return cls(
             CLIPTokenizer.from_pretrained(root / "tokenizer"),
-            _load_text_encoder(root / "text_encoder"),
-            _load_vae(root / "vae"),
-            _load_unet(root / "unet"),
+            load_component(
+                root / "text_encoder",
+                lambda config: CLIPTextModel(CLIPTextConfig.from_dict(config)),
+                TRANSFORMERS_WEIGHTS,
+            ),
+            load_component(root / "vae", AutoencoderKL.from_config, DIFFUSERS_WEIGHTS),
+            load_component(root / "unet", KeyframeUNet.from_config, DIFFUSERS_WEIGHTS),
             device=device,
             dtype=dtype,
         )

@@ -18,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 from safetensors.torch import save_file
 
 from model_core import configs
+from model_core.checkpoints import DIFFUSERS_WEIGHTS, TRANSFORMERS_WEIGHTS
 from model_core.clip import CLIPTextConfig, CLIPTextModel
 from model_core.unet2d import KeyframeUNet
 
@@ -122,12 +123,12 @@ def write_tiny_keyframe_checkpoint(
 
         text_config = configs.TINY_KEYFRAME_TEXT_ENCODER | {"vocab_size": vocab_size} | (text_encoder or {})
         text_model = CLIPTextModel(CLIPTextConfig.from_dict(text_config))
-        _save_component(folder / "text_encoder", text_config, text_model, "model.safetensors")
+        _save_component(folder / "text_encoder", text_config, text_model, TRANSFORMERS_WEIGHTS)
 
         vae_config = configs.TINY_KEYFRAME_VAE | (vae or {})
         vae_model = AutoencoderKL(**vae_config)
         vae_file_config = {"_class_name": "AutoencoderKL", "_diffusers_version": DIFFUSERS_VERSION} | vae_config
-        _save_component(folder / "vae", vae_file_config, vae_model, "diffusion_pytorch_model.safetensors")
+        _save_component(folder / "vae", vae_file_config, vae_model, DIFFUSERS_WEIGHTS)
 
         unet_config = configs.TINY_KEYFRAME_UNET | (unet or {})
         unet_model = KeyframeUNet(**unet_config)
@@ -136,7 +137,7 @@ def write_tiny_keyframe_checkpoint(
             "_class_name": "UNet2DConditionModel",
             "_diffusers_version": DIFFUSERS_VERSION,
         } | unet_config
-        _save_component(folder / "unet", unet_file_config, unet_model, "diffusion_pytorch_model.safetensors")
+        _save_component(folder / "unet", unet_file_config, unet_model, DIFFUSERS_WEIGHTS)
     return folder
 
 
