@@ -5,7 +5,6 @@ one image per step in a single batch. Loads `lllyasviel/paints_undo_single_frame
 `tokenizer/`, `text_encoder/`, `vae/`, `unet/`.
 """
 
-import numbers
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from model_core.checkpoints import (
     place,
     resolve_checkpoint,
 )
+from model_core.checks import check_cfg, check_seed, check_text, is_integer
 from model_core.clip import CLIPTextConfig, CLIPTextModel, encode_prompts
 from model_core.errors import CheckpointError, InvalidInputError
 from model_core.images import check_rgb_image, resize_and_center_crop, to_tensor, to_uint8
@@ -134,8 +134,8 @@ class KeyframeModel:
         Returns (height, width, 3) uint8 RGB arrays, one per undo step.
         """
         check_rgb_image(image)
-        _check_text("prompt", prompt)
-        _check_text("negative_prompt", negative_prompt)
+        check_text("prompt", prompt)
+        check_text("negative_prompt", negative_prompt)
         _check_undo_steps(undo_steps)
         _check_sampling(width, height, steps, cfg, seed)
 
@@ -177,30 +177,19 @@ class KeyframeModel:
         return to_uint8(decoded)
 
 
-def _check_text(name: str, text: str) -> None:
-    if not isinstance(text, str):
-        raise InvalidInputError(f"{name} must be a string, got {type(text).__name__}.")
-
-
-def _is_integer(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _check_undo_steps(undo_steps: Sequence[int]) -> None:
     if isinstance(undo_steps, str | bytes) or not isinstance(undo_steps, Sequence | np.ndarray) or len(undo_steps) == 0:
         raise InvalidInputError(f"undo_steps must be a non-empty list of integers 0..999, got {undo_steps!r}.")
     for step in undo_steps:
-        if not _is_integer(step) or not 0 <= step <= MAX_OPERATION_STEP:
+        if not is_integer(step) or not 0 <= step <= MAX_OPERATION_STEP:
             raise InvalidInputError(f"Every undo step must be an integer in 0..{MAX_OPERATION_STEP}, got {step!r}.")
 
 
 def _check_sampling(width: int, height: int, steps: int, cfg: float, seed: int) -> None:
     for name, value in (("width", width), ("height", height)):
-        if not _is_integer(value) or value <= 0 or value % SIZE_MULTIPLE:
+        if not is_integer(value) or value <= 0 or value % SIZE_MULTIPLE:
             raise InvalidInputError(f"{name} must be a positive multiple of {SIZE_MULTIPLE}, got {value!r}.")
-    if not _is_integer(steps) or steps < 1:
+    if not is_integer(steps) or steps < 1:
         raise InvalidInputError(f"steps must be a positive integer, got {steps!r}.")
-    if not isinstance(cfg, numbers.Real) or isinstance(cfg, bool) or not 0 <= cfg < float("inf"):
-        raise InvalidInputError(f"cfg must be a non-negative number, got {cfg!r}.")
-    if not _is_integer(seed):
-        raise InvalidInputError(f"seed must be an integer, got {seed!r}.")
+    check_cfg(cfg)
+    check_seed(seed)

@@ -183,8 +183,9 @@ def test_callback_reports_each_step_and_can_abort(keyframe_model, picture):
         (None, {"undo_steps": [400.0]}, "integer in 0..999"),
         (None, {"undo_steps": []}, "non-empty list"),
         (None, {"steps": 0}, "steps must be a positive integer"),
-        (None, {"cfg": float("nan")}, "cfg must be a non-negative number"),
+        (None, {"cfg": float("nan")}, "cfg must be a finite non-negative number"),
         (None, {"seed": 1.5}, "seed must be an integer"),
+        (None, {"seed": -1}, "seed must be an integer in 0.."),
         (None, {"prompt": None}, "prompt must be a string"),
     ],
 )
