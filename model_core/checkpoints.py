@@ -5,6 +5,7 @@ weight file: a missing, unexpected or mis-shaped tensor is an error naming the k
 silent partial load.
 """
 
+import inspect
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -138,3 +139,20 @@ def place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> 
     if dtype not in casts:
         raise InvalidInputError(f"dtype must be one of {list(casts)}, got {dtype}.")
     return casts[dtype]().to(device).eval().requires_grad_(False)
+
+
+def constructor_kwargs(cls: type, config: dict[str, Any]) -> dict[str, Any]:
+    """The keys of a config.json dict that `cls(**kwargs)` takes; an unknown key is a ValueError naming it.
+
+    Keys starting with "_" are metadata (class name, library version) and are dropped.
+    """
+    config = {key: value for key, value in config.items() if not key.startswith("_")}
+    accepted = [
+        name
+        for name, parameter in inspect.signature(cls).parameters.items()
+        if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+    ]
+    unknown = sorted(set(config) - set(accepted))
+    if unknown:
+        raise ValueError(f"unknown config keys {unknown}; {cls.__name__} takes {accepted}.")
+    return config

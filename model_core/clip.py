@@ -1,16 +1,22 @@
-"""CLIP text encoder (the text tower of CLIP), with the state-dict layout of transformers' CLIPTextModel.
+"""CLIP's two towers, sharing one transformer encoder, with the state-dict layouts of transformers.
+
+- `CLIPTextModel`: the text encoder (`text_model.*` keys of transformers' CLIPTextModel).
+- `CLIPVisionModelWithProjection`: the image encoder (`vision_model.*` and `visual_projection`
+  keys), with Paints-UNDO's forward: pixels in the VAE range [-1, 1], any aspect ratio, the
+  position table resized to the patch grid.
 
 Written here rather than taken from transformers because the published checkpoints use the
-`text_model.*` key layout, which recent transformers versions rename on load; our module keeps
-the file's keys exactly, so loading is a plain strict `load_state_dict`.
+`text_model.*` / `vision_model.*` key layouts, which recent transformers versions rename on load; our
+modules keep the file's keys exactly, so loading is a plain strict `load_state_dict`.
 """
 
 import unicodedata
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Self
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 # The activations transformers accepts for CLIP's hidden_act that any published CLIP uses.
@@ -25,18 +31,17 @@ _ACTIVATIONS = {
 }
 
 
-@dataclass(frozen=True)
-class CLIPTextConfig:
-    """The fields of a transformers `CLIPTextConfig` that shape the network (defaults: CLIP ViT-L/14)."""
+# CLIP's image normalisation, per RGB channel (OpenAI CLIP; OpenCLIP's ViT-H/14 uses it too).
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
-    vocab_size: int = 49408
-    hidden_size: int = 512
-    intermediate_size: int = 2048
-    num_hidden_layers: int = 12
-    num_attention_heads: int = 8
-    max_position_embeddings: int = 77
-    hidden_act: str = "quick_gelu"
-    layer_norm_eps: float = 1e-5
+
+class _EncoderConfig:
+    """What the text and vision configs share: checks of the encoder fields and `from_dict`."""
+
+    hidden_size: int
+    num_attention_heads: int
+    hidden_act: str
 
     def __post_init__(self) -> None:
         if self.hidden_act not in _ACTIVATIONS:
@@ -47,15 +52,63 @@ class CLIPTextConfig:
             )
 
     @classmethod
-    def from_dict(cls, config: dict[str, Any]) -> "CLIPTextConfig":
-        """Build from a transformers config.json dict.
+    def from_dict(cls, config: dict[str, Any]) -> Self:
+        """Build from a transformers config.json dict, keeping only the keys that are fields here.
 
-        Every key of CLIPTextConfig that shapes the network is a field here; the rest (token ids,
-        projection_dim, dropout and init scales, generic PretrainedConfig keys) do not affect the
-        last hidden state at inference and are ignored.
+        Every key that shapes the network is a field; the others (see the class docstring) do not
+        affect the outputs we use at inference and are ignored.
         """
         known = {f.name for f in fields(cls)}
         return cls(**{key: value for key, value in config.items() if key in known})
+
+
+@dataclass(frozen=True)
+class CLIPTextConfig(_EncoderConfig):
+    """The fields of a transformers `CLIPTextConfig` that shape the network (defaults: CLIP ViT-L/14).
+
+    Ignored by `from_dict`: token ids, projection_dim (there is no text projection here), dropout
+    and init scales, and the generic PretrainedConfig keys.
+    """
+
+    vocab_size: int = 49408
+    hidden_size: int = 512
+    intermediate_size: int = 2048
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 8
+    max_position_embeddings: int = 77
+    hidden_act: str = "quick_gelu"
+    layer_norm_eps: float = 1e-5
+
+
+@dataclass(frozen=True)
+class CLIPVisionConfig(_EncoderConfig):
+    """The fields of a transformers `CLIPVisionConfig` that shape the network (defaults: transformers', ViT-B/32).
+
+    Ignored by `from_dict`: dropout and init scales and the generic PretrainedConfig keys.
+    """
+
+    hidden_size: int = 768
+    intermediate_size: int = 3072
+    projection_dim: int = 512
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    num_channels: int = 3
+    image_size: int = 224
+    patch_size: int = 32
+    hidden_act: str = "quick_gelu"
+    layer_norm_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.num_channels != len(CLIP_MEAN):
+            raise ValueError(f"num_channels={self.num_channels} is not supported; CLIP normalises RGB (3 channels).")
+        if not 0 < self.patch_size <= self.image_size:
+            raise ValueError(f"patch_size={self.patch_size} must be in 1..image_size={self.image_size}.")
+
+    @property
+    def grid_size(self) -> int:
+        """Patches along each side of the square training image: the position table is grid_size^2 + 1 rows."""
+        return self.image_size // self.patch_size
 
 
 class CLIPAttention(nn.Module):
@@ -194,3 +247,90 @@ def encode_prompts(tokenizer, text_encoder: CLIPTextModel, prompts: list[str]) -
     ).input_ids
     device = text_encoder.text_model.embeddings.token_embedding.weight.device
     return text_encoder(ids.to(device))
+
+
+def prepare_pixels(pixels: torch.Tensor, grid_size: int, patch_size: int) -> torch.Tensor:
+    """Turn VAE-range pixels into CLIP's input, keeping the aspect ratio.
+
+    The shorter side is resized to `grid_size` patches and the longer one to the nearest whole
+    number of patches at the same scale (bicubic, antialiased), then CLIP's normalisation applies.
+    pixels: (N, 3, H, W) in [-1, 1] -> (N, 3, patch_size * gh, patch_size * gw), in the input's dtype.
+    """
+    pixels = pixels * 0.5 + 0.5
+    height, width = pixels.shape[-2:]
+    scale = grid_size / min(height, width)
+    # Python's round (half to even) on the same float product as the reference, so the grids agree.
+    size = (patch_size * round(scale * height), patch_size * round(scale * width))
+    pixels = F.interpolate(pixels, size=size, mode="bicubic", antialias=True)
+    mean = torch.tensor(CLIP_MEAN, device=pixels.device, dtype=pixels.dtype)[:, None, None]
+    std = torch.tensor(CLIP_STD, device=pixels.device, dtype=pixels.dtype)[:, None, None]
+    return (pixels - mean) / std
+
+
+class CLIPVisionEmbeddings(nn.Module):
+    def __init__(self, config: CLIPVisionConfig):
+        super().__init__()
+        self.grid_size = config.grid_size
+        self.class_embedding = nn.Parameter(torch.randn(config.hidden_size))
+        self.patch_embedding = nn.Conv2d(
+            config.num_channels, config.hidden_size, config.patch_size, stride=config.patch_size, bias=False
+        )
+        self.position_embedding = nn.Embedding(1 + config.grid_size**2, config.hidden_size)
+
+    def positions(self, height: int, width: int) -> torch.Tensor:
+        """Position embeddings for a `height` x `width` patch grid: (1 + height * width, hidden).
+
+        Row 0 (the class token) is kept; the square table of the other rows is resized (nearest) to the grid.
+        """
+        table = self.position_embedding.weight
+        grid = rearrange(table[1:], "(h w) c -> 1 c h w", h=self.grid_size, w=self.grid_size)
+        grid = F.interpolate(grid, size=(height, width), mode="nearest")
+        return torch.cat([table[:1], rearrange(grid, "1 c h w -> (h w) c")])
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """pixels: (N, 3, patch * gh, patch * gw), normalised -> tokens (N, 1 + gh * gw, hidden)."""
+        patches = self.patch_embedding(pixels.to(self.patch_embedding.weight.dtype))
+        height, width = patches.shape[-2:]
+        patches = rearrange(patches, "n c h w -> n (h w) c")
+        cls = self.class_embedding.expand(patches.shape[0], 1, -1)
+        return torch.cat([cls, patches], dim=1) + self.positions(height, width)
+
+
+class CLIPVisionTransformer(nn.Module):
+    def __init__(self, config: CLIPVisionConfig):
+        super().__init__()
+        self.embeddings = CLIPVisionEmbeddings(config)
+        self.pre_layrnorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)  # sic, as transformers
+        self.encoder = CLIPEncoder(
+            config.hidden_size, config.num_attention_heads, config.intermediate_size,
+            config.hidden_act, config.layer_norm_eps, config.num_hidden_layers,
+        )  # fmt: skip
+        # Only feeds transformers' pooled output; the pipeline uses the last hidden state.
+        self.post_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.encoder(self.pre_layrnorm(self.embeddings(pixels)), causal=False)
+
+
+class CLIPVisionModelWithProjection(nn.Module):
+    """CLIP image tower with Paints-UNDO's input handling; returns the last hidden state.
+
+    Unlike stock CLIP it takes pixels in [-1, 1] (the VAE range) at any size and aspect ratio: the
+    image is resized to about grid_size^2 patches with its aspect ratio kept (`prepare_pixels`), and
+    the position table is resized to that patch grid. The output is the encoder's last hidden state,
+    before `post_layernorm`; `post_layernorm` and `visual_projection` are unused but kept so that the
+    published weights load as they are.
+    """
+
+    def __init__(self, config: CLIPVisionConfig):
+        super().__init__()
+        self.config = config
+        self.vision_model = CLIPVisionTransformer(config)
+        self.visual_projection = nn.Linear(config.hidden_size, config.projection_dim, bias=False)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """pixels: (N, 3, H, W) in [-1, 1] -> hidden states (N, 1 + gh * gw, hidden_size).
+
+        With G = image_size // patch_size and s = G / min(H, W): gh = round(s * H), gw = round(s * W).
+        """
+        return self.vision_model(prepare_pixels(pixels, self.config.grid_size, self.config.patch_size))

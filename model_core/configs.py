@@ -97,3 +97,150 @@ TINY_KEYFRAME_VAE: dict[str, Any] = KEYFRAME_VAE | {
     "norm_num_groups": 4,
     "sample_size": 64,
 }
+
+
+# Interpolation model (`lllyasviel/paints_undo_multi_frame`). The reference marks all of these as
+# inferred from ToonCrafter/DynamiCrafter, SD2.1 and CLIP ViT-H/14; a real checkpoint's config.json
+# files are what `from_pretrained` reads, so they override every value here.
+INTERPOLATION_UNET: dict[str, Any] = {
+    "in_channels": 8,
+    "out_channels": 4,
+    "model_channels": 320,
+    "attention_resolutions": [4, 2, 1],
+    "num_res_blocks": 2,
+    "channel_mult": [1, 2, 4, 4],
+    "dropout": 0.1,
+    "conv_resample": True,
+    "dims": 2,
+    "context_dim": 1024,
+    "use_scale_shift_norm": False,
+    "resblock_updown": False,
+    "num_heads": -1,
+    "num_head_channels": 64,
+    "transformer_depth": 1,
+    "use_linear": True,
+    "temporal_conv": True,
+    "tempspatial_aware": False,
+    "temporal_attention": True,
+    "use_relative_position": False,
+    "use_causal_attention": False,
+    "temporal_length": 16,
+    "addition_attention": True,
+    "temporal_selfatt_only": True,
+    "image_cross_attention": True,
+    "image_cross_attention_scale_learnable": False,
+    "default_fs": 24,
+    "fs_condition": True,
+}
+
+INTERPOLATION_VAE: dict[str, Any] = {
+    "double_z": True,
+    "z_channels": 4,
+    "resolution": 256,
+    "in_channels": 3,
+    "out_ch": 3,
+    "ch": 128,
+    "ch_mult": [1, 2, 4, 4],
+    "num_res_blocks": 2,
+    "attn_resolutions": [],
+    "dropout": 0.0,
+}
+
+INTERPOLATION_TEXT_ENCODER: dict[str, Any] = {
+    "architectures": ["CLIPTextModel"],
+    "model_type": "clip_text_model",
+    "vocab_size": 49408,
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    # OpenCLIP ViT-H/14 has 24 layers; SD2.1 uses the penultimate one's output.
+    "num_hidden_layers": 23,
+    "num_attention_heads": 16,
+    "max_position_embeddings": 77,
+    "hidden_act": "gelu",
+    "layer_norm_eps": 1e-05,
+    "projection_dim": 512,
+    "bos_token_id": 49406,
+    "eos_token_id": 49407,
+    "pad_token_id": 1,
+}
+
+INTERPOLATION_IMAGE_ENCODER: dict[str, Any] = {
+    "architectures": ["ImprovedCLIPVisionModelWithProjection"],
+    "model_type": "clip_vision_model",
+    "hidden_size": 1280,
+    "intermediate_size": 5120,
+    "projection_dim": 1024,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 16,
+    "num_channels": 3,
+    "image_size": 224,
+    "patch_size": 14,
+    "hidden_act": "gelu",
+    "layer_norm_eps": 1e-05,
+}
+
+INTERPOLATION_IMAGE_PROJECTION: dict[str, Any] = {
+    "dim": 1024,
+    "depth": 4,
+    "dim_head": 64,
+    "heads": 12,
+    "num_queries": 16,
+    "embedding_dim": 1280,
+    "output_dim": 1024,
+    "ff_mult": 4,
+    "video_length": 16,
+    "input_frames_length": 2,
+}
+
+# Tiny preset: 32-wide networks (the reference's GroupNorms have 32 groups), two UNet levels and a
+# 4x VAE, so a 16-frame clip at 32x48 pixels samples in well under a second per step on a CPU.
+# It also takes our own config keys (smaller decoder attention), which the reference would ignore.
+TINY_INTERPOLATION_UNET: dict[str, Any] = INTERPOLATION_UNET | {
+    "model_channels": 32,
+    "attention_resolutions": [1, 2],
+    "num_res_blocks": 1,
+    "channel_mult": [1, 2],
+    "num_head_channels": 16,
+    "context_dim": 32,
+}
+
+TINY_INTERPOLATION_VAE: dict[str, Any] = INTERPOLATION_VAE | {
+    "ch": 32,
+    "ch_mult": [1, 1, 2],
+    "num_res_blocks": 1,
+    "refinement_attention_levels": [1, 2],
+    "refinement_heads": 2,
+    "refinement_head_dim": 16,
+}
+
+TINY_INTERPOLATION_TEXT_ENCODER: dict[str, Any] = INTERPOLATION_TEXT_ENCODER | {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "projection_dim": 32,
+}
+
+TINY_INTERPOLATION_IMAGE_ENCODER: dict[str, Any] = INTERPOLATION_IMAGE_ENCODER | {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "projection_dim": 16,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "image_size": 16,
+    "patch_size": 4,
+}
+
+TINY_INTERPOLATION_IMAGE_PROJECTION: dict[str, Any] = INTERPOLATION_IMAGE_PROJECTION | {
+    "dim": 32,
+    "depth": 1,
+    "dim_head": 8,
+    "heads": 2,
+    "num_queries": 4,
+    "embedding_dim": 32,
+    "output_dim": 32,
+    "ff_mult": 2,
+}
+
+# Clip sizes (height, width) for the tiny preset: multiples of its 8x downsampling (VAE 4, UNet 2).
+TINY_BUCKETS = ((32, 48), (40, 40), (48, 32))

@@ -1,5 +1,7 @@
 """Image conversions shared by the models: validation, resize-and-crop, array <-> tensor."""
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 import torch
@@ -38,3 +40,11 @@ def to_uint8(images: torch.Tensor) -> list[np.ndarray]:
     """(N, 3, H, W) in [-1, 1] -> (H, W, 3) uint8 arrays; values are truncated, not rounded, as upstream."""
     pixels = (images.movedim(1, -1).float() * 127.5 + 127.5).cpu().numpy()
     return list(pixels.clip(0, 255).astype(np.uint8))
+
+
+def find_best_bucket(height: int, width: int, buckets: Sequence[tuple[int, int]]) -> tuple[int, int]:
+    """The (height, width) bucket closest in aspect ratio to height x width, by |h * bw - w * bh|.
+
+    Ties go to the later bucket, as in the reference (a square picture gets 448x384 of its four).
+    """
+    return min(reversed(buckets), key=lambda bucket: abs(height * bucket[1] - width * bucket[0]))

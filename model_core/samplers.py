@@ -1,10 +1,12 @@
-"""Noise schedules and samplers, k-diffusion style: short functions over a denoiser and sigmas.
+"""Noise schedules and samplers, k-diffusion style: short functions with the math visible.
 
-A denoiser is any callable `denoiser(x, sigma) -> denoised` with `sigma` a per-sample vector;
-the parametrisation of the network (eps, v) lives in the denoiser, not in the sampler.
+Keyframes: DPM++ 2M over a denoiser `denoiser(x, sigma) -> denoised` (sigma a per-sample vector);
+the network's parametrisation lives in the denoiser, not in the sampler.
+Interpolation: the reference's dynamic-TSNR DDIM sampler over a v-prediction model
+`velocity(x, timestep) -> v`, on a zero-terminal-SNR schedule.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,4 +84,128 @@ def sample_dpmpp_2m(
         old_denoised = denoised
         if callback is not None:
             callback(SamplerStep(index=i, total=total))
+    return x
+
+
+Velocity = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class DDIMStep:
+    """The float32 coefficients of one step from timestep t to t_prev (Python floats: no device syncs)."""
+
+    t: int
+    sqrt_alpha: float  # sqrt(alphabar_t)
+    sqrt_one_minus_alpha: float  # sqrt(1 - alphabar_t)
+    x0_rescale: float  # s_{t_prev} / s_t, the dynamic-TSNR x0 scale
+    sqrt_alpha_prev: float  # sqrt(alphabar_{t_prev})
+    direction: float  # sqrt(1 - alphabar_{t_prev} - sigma^2), clamped at 0
+    sigma: float  # eta * sqrt((1 - alphabar_{t_prev}) / (1 - alphabar_t) * (1 - alphabar_t / alphabar_{t_prev}))
+
+
+class ZeroTerminalSNRSchedule:
+    """Stable Diffusion's scaled-linear betas, rescaled so the last timestep has zero SNR (Lin et al., 2024).
+
+    Also holds the dynamic-TSNR x0 scale s_t: 1.0 at t=0 falling linearly to `terminal_scale` at
+    `turning_step`, constant after. Values are computed in float64 and stored in float32, as the reference does.
+    """
+
+    def __init__(
+        self,
+        beta_start: float = 0.00085,
+        beta_end: float = 0.012,
+        num_timesteps: int = 1000,
+        turning_step: int = 400,
+        terminal_scale: float = 0.7,
+    ):
+        betas = np.linspace(beta_start**0.5, beta_end**0.5, num_timesteps, dtype=np.float64) ** 2
+        sqrt_alphas_bar = np.sqrt(np.cumprod(1.0 - betas))
+        first, last = sqrt_alphas_bar[0], sqrt_alphas_bar[-1]
+        alphas_bar = ((sqrt_alphas_bar - last) * first / (first - last)) ** 2
+        # Back to betas and forward again, as the reference does, so that float64 rounding matches.
+        betas = 1.0 - np.concatenate([alphas_bar[:1], alphas_bar[1:] / alphas_bar[:-1]])
+        alphas_cumprod = np.cumprod(1.0 - betas)
+        self.num_timesteps = num_timesteps
+        self.alphas_cumprod = torch.tensor(alphas_cumprod, dtype=torch.float32)
+        self.sqrt_alphas_cumprod = torch.tensor(np.sqrt(alphas_cumprod), dtype=torch.float32)
+        self.sqrt_one_minus_alphas_cumprod = torch.tensor(np.sqrt(1.0 - alphas_cumprod), dtype=torch.float32)
+        x0_scale = np.concatenate(
+            [np.linspace(1.0, terminal_scale, turning_step), np.full(num_timesteps - turning_step, terminal_scale)]
+        )
+        self.x0_scale = torch.tensor(x0_scale, dtype=torch.float32)
+
+    def trailing_timesteps(self, steps: int) -> np.ndarray:
+        """`steps` evenly spaced timesteps ending at the last one ("trailing"): for 50, [19, 39, ..., 999]."""
+        stride = self.num_timesteps / steps
+        return np.flip(np.round(np.arange(self.num_timesteps, 0, -stride))).astype(np.int64) - 1
+
+    def ddim_steps(self, steps: int, eta: float = 1.0) -> list[DDIMStep]:
+        """The steps from the noisiest timestep down to t_prev = 0, in the order they run."""
+        timesteps = self.trailing_timesteps(steps)
+        previous = np.concatenate([[0], timesteps[:-1]])
+        alpha, alpha_prev = self.alphas_cumprod[timesteps], self.alphas_cumprod[previous]
+        sigma = eta * ((1 - alpha_prev) / (1 - alpha) * (1 - alpha / alpha_prev)).sqrt()
+        # 1 - alphabar_prev - sigma^2 is exactly 0 at t = 999 but can round to a tiny negative in
+        # float32 (at 6 or 25 steps), where the reference takes the square root and yields NaN.
+        direction = (1.0 - alpha_prev - sigma**2).clamp(min=0).sqrt()
+        rescale = self.x0_scale[previous] / self.x0_scale[timesteps]
+        plan = [
+            DDIMStep(
+                t=int(timesteps[i]),
+                sqrt_alpha=self.sqrt_alphas_cumprod[timesteps[i]].item(),
+                sqrt_one_minus_alpha=self.sqrt_one_minus_alphas_cumprod[timesteps[i]].item(),
+                x0_rescale=rescale[i].item(),
+                sqrt_alpha_prev=alpha_prev[i].sqrt().item(),
+                direction=direction[i].item(),
+                sigma=sigma[i].item(),
+            )
+            for i in range(steps)
+        ]
+        return plan[::-1]
+
+
+def rescaled_guidance(positive: torch.Tensor, negative: torch.Tensor, cfg: float, rescale: float) -> torch.Tensor:
+    """Classifier-free guidance, then its per-sample std pulled back toward the positive prediction's.
+
+    Lin et al. (2024), section 3.4: out = rescale * g * std(positive) / std(g) + (1 - rescale) * g, with
+    g = negative + cfg * (positive - negative) and std over all but the batch dimension (unbiased).
+    """
+    guided = negative + cfg * (positive - negative)
+    dims = list(range(1, guided.ndim))
+    matched = guided * (positive.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True))
+    return rescale * matched + (1 - rescale) * guided
+
+
+def randn_per_sample(shape: Sequence[int], generators: Sequence[torch.Generator], device: torch.device) -> torch.Tensor:
+    """One float32 normal draw of `shape` per generator, stacked along dim 0: (len(generators), *shape[1:]).
+
+    Each sample draws with batch size 1, so a sample's noise is the same whatever batch it runs in.
+    """
+    return torch.cat([torch.randn(shape, generator=g, device=device, dtype=torch.float32) for g in generators])
+
+
+@torch.no_grad()
+def sample_dynamic_tsnr(
+    velocity: Velocity,
+    steps: list[DDIMStep],
+    generators: Sequence[torch.Generator],
+    shape: Sequence[int],
+    device: torch.device,
+    *,
+    callback: StepCallback | None = None,
+) -> torch.Tensor:
+    """DDIM with eta = 1 (fresh noise every step) for a v-prediction model, with the dynamic x0 rescale.
+
+    shape: one sample's shape, batch 1; sample i draws its noise from generators[i], first the
+    initial state and then once per step, as the reference draws from the seeded global generator.
+    """
+    x = randn_per_sample(shape, generators, device)
+    for i, step in enumerate(steps):
+        v = velocity(x, step.t)
+        eps = step.sqrt_alpha * v + step.sqrt_one_minus_alpha * x
+        x0 = (step.sqrt_alpha * x - step.sqrt_one_minus_alpha * v) * step.x0_rescale
+        noise = randn_per_sample(shape, generators, device)
+        x = step.sqrt_alpha_prev * x0 + step.direction * eps + step.sigma * noise
+        if callback is not None:
+            callback(SamplerStep(index=i, total=len(steps)))
     return x
