@@ -254,9 +254,10 @@ def prepare_pixels(pixels: torch.Tensor, grid_size: int, patch_size: int) -> tor
 
     The shorter side is resized to `grid_size` patches and the longer one to the nearest whole
     number of patches at the same scale (bicubic, antialiased), then CLIP's normalisation applies.
-    pixels: (N, 3, H, W) in [-1, 1] -> (N, 3, patch_size * gh, patch_size * gw), in the input's dtype.
+    pixels: (N, 3, H, W) in [-1, 1] -> (N, 3, patch_size * gh, patch_size * gw) float32. Computed in
+    float32 whatever the model's dtype: precise, and CPU kernels lack bicubic antialiasing in bfloat16.
     """
-    pixels = pixels * 0.5 + 0.5
+    pixels = pixels.float() * 0.5 + 0.5
     height, width = pixels.shape[-2:]
     scale = grid_size / min(height, width)
     # Python's round (half to even) on the same float product as the reference, so the grids agree.

@@ -19,8 +19,11 @@ from safetensors.torch import save_file
 
 from model_core import configs
 from model_core.checkpoints import DIFFUSERS_WEIGHTS, TRANSFORMERS_WEIGHTS
-from model_core.clip import CLIPTextConfig, CLIPTextModel
+from model_core.clip import CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVisionModelWithProjection
+from model_core.resampler import Resampler
 from model_core.unet2d import KeyframeUNet
+from model_core.unet3d import InterpolationUNet
+from model_core.video_vae import VideoAutoencoder
 
 DIFFUSERS_VERSION = "0.28.0"
 
@@ -138,6 +141,47 @@ def write_tiny_keyframe_checkpoint(
             "_diffusers_version": DIFFUSERS_VERSION,
         } | unet_config
         _save_component(folder / "unet", unet_file_config, unet_model, DIFFUSERS_WEIGHTS)
+    return folder
+
+
+def write_tiny_interpolation_checkpoint(
+    folder: str | Path,
+    *,
+    seed: int = 0,
+    unet: dict[str, Any] | None = None,
+    vae: dict[str, Any] | None = None,
+    text_encoder: dict[str, Any] | None = None,
+    image_encoder: dict[str, Any] | None = None,
+    image_projection: dict[str, Any] | None = None,
+    pad_token: str = "!",
+) -> Path:
+    """Write a random-weight interpolation model in the layout of `lllyasviel/paints_undo_multi_frame`.
+
+    unet, vae, text_encoder, image_encoder, image_projection: config values that replace those of
+    the tiny preset (`configs.TINY_INTERPOLATION_*`). The tokenizer pads with "!", as SD2.1's does.
+    The three hub-mixin components (unet, vae, image_projection) save their constructor arguments
+    as config.json, as upstream's PyTorchModelHubMixin does; all six weight files are model.safetensors.
+    """
+    folder = Path(folder)
+    with torch.random.fork_rng(devices=[]):  # seed the weights without touching the caller's RNG
+        torch.manual_seed(seed)
+        vocab_size = write_tiny_tokenizer(folder / "tokenizer", pad_token=pad_token)
+
+        text_config = configs.TINY_INTERPOLATION_TEXT_ENCODER | {"vocab_size": vocab_size} | (text_encoder or {})
+        text_model = CLIPTextModel(CLIPTextConfig.from_dict(text_config))
+        _save_component(folder / "text_encoder", text_config, text_model, TRANSFORMERS_WEIGHTS)
+
+        image_config = configs.TINY_INTERPOLATION_IMAGE_ENCODER | (image_encoder or {})
+        image_model = CLIPVisionModelWithProjection(CLIPVisionConfig.from_dict(image_config))
+        _save_component(folder / "image_encoder", image_config, image_model, TRANSFORMERS_WEIGHTS)
+
+        for name, preset, overrides, build in (
+            ("vae", configs.TINY_INTERPOLATION_VAE, vae, VideoAutoencoder.from_config),
+            ("image_projection", configs.TINY_INTERPOLATION_IMAGE_PROJECTION, image_projection, Resampler.from_config),
+            ("unet", configs.TINY_INTERPOLATION_UNET, unet, InterpolationUNet.from_config),
+        ):
+            config = preset | (overrides or {})
+            _save_component(folder / name, config, build(config), TRANSFORMERS_WEIGHTS)
     return folder
 
 

@@ -5,8 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from model_core.interpolation import InterpolationModel
 from model_core.keyframes import KeyframeModel
-from model_core.testing import write_tiny_keyframe_checkpoint, write_tiny_tagger
+from model_core.testing import write_tiny_interpolation_checkpoint, write_tiny_keyframe_checkpoint, write_tiny_tagger
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +23,17 @@ def tagger_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def keyframe_model(keyframe_checkpoint: Path) -> KeyframeModel:
     return KeyframeModel.from_pretrained(keyframe_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def interpolation_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("interpolation") / "paints_undo_multi_frame"
+    return write_tiny_interpolation_checkpoint(folder, seed=0)
+
+
+@pytest.fixture(scope="session")
+def interpolation_model(interpolation_checkpoint: Path) -> InterpolationModel:
+    return InterpolationModel.from_pretrained(interpolation_checkpoint)
 
 
 @pytest.fixture(scope="session")
