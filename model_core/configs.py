@@ -1,11 +1,13 @@
-"""Component configs of the keyframe model: the published sizes, and a tiny preset for tests.
+"""Component configs of the keyframe and interpolation models: the published sizes, and tiny presets.
 
-The published sizes are Stable Diffusion 1.5's (the reference marks most of them as inferred; the
-config.json files of a real checkpoint are what `from_pretrained` reads, these only describe it).
-They serve the full-size layout checks and benchmarks, which build the networks without weights.
-The tiny preset varies the options a real checkpoint never changes, so that tests prove each is
-honoured, while staying loadable by the reference implementation (its operation-step embedding is
-hard-wired to 1280 wide, hence `time_embedding_dim` 1280).
+The published sizes are the reference's inferred values (Stable Diffusion 1.5 for the keyframe
+model; ToonCrafter, SD2.1 and CLIP ViT-H for the interpolation model), kept here in one place. The
+config.json files of a real checkpoint are what `from_pretrained` reads, so they override every
+value; these serve the full-size layout checks and benchmarks, which build the networks without
+weights. The tiny presets exist for tests, demos and CI. The keyframe one varies options a real
+checkpoint never changes, so that tests prove each is honoured, while staying loadable by the
+reference implementation (its operation-step embedding is hard-wired to 1280 wide, hence
+`time_embedding_dim` 1280).
 """
 
 from typing import Any
