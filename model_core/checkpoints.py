@@ -68,6 +68,30 @@ def resolve_checkpoint(
     return Path(folder)
 
 
+def resolve_model_folder(
+    path_or_repo: str | Path,
+    *,
+    subfolders: Sequence[str],
+    allow_patterns: Sequence[str],
+    description: str,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    local_files_only: bool = False,
+) -> Path:
+    """`resolve_checkpoint` for a model made of components, one per subfolder, all of which must exist."""
+    root = resolve_checkpoint(
+        path_or_repo,
+        revision=revision,
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+        allow_patterns=allow_patterns,
+    )
+    missing = [name for name in subfolders if not (root / name).is_dir()]
+    if missing:
+        raise CheckpointError(f"{root} is not {description} checkpoint: missing subfolders {missing}.")
+    return root
+
+
 def read_config(folder: Path) -> dict[str, Any]:
     """Read `folder/config.json`."""
     path = folder / "config.json"

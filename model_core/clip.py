@@ -200,6 +200,11 @@ class CLIPTextModel(nn.Module):
         self.config = config
         self.text_model = CLIPTextTransformer(config)
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "CLIPTextModel":
+        """Build from a transformers config.json dict (see `CLIPTextConfig.from_dict`)."""
+        return cls(CLIPTextConfig.from_dict(config))
+
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """input_ids: (B, L) int64 -> hidden states (B, L, hidden_size)."""
         return self.text_model(input_ids)
@@ -328,6 +333,11 @@ class CLIPVisionModelWithProjection(nn.Module):
         self.config = config
         self.vision_model = CLIPVisionTransformer(config)
         self.visual_projection = nn.Linear(config.hidden_size, config.projection_dim, bias=False)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "CLIPVisionModelWithProjection":
+        """Build from a transformers config.json dict (see `CLIPVisionConfig.from_dict`)."""
+        return cls(CLIPVisionConfig.from_dict(config))
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """pixels: (N, 3, H, W) in [-1, 1] -> hidden states (N, 1 + gh * gw, hidden_size).

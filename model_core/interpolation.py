@@ -19,16 +19,14 @@ import numpy as np
 import torch
 from transformers import CLIPTokenizer
 
-from model_core.checkpoints import TRANSFORMERS_WEIGHTS, load_component, place, resolve_checkpoint
+from model_core.checkpoints import TRANSFORMERS_WEIGHTS, load_component, place, resolve_model_folder
 from model_core.checks import check_cfg, check_int_range, check_seed, check_text, is_integer
 from model_core.clip import (
-    CLIPTextConfig,
     CLIPTextModel,
-    CLIPVisionConfig,
     CLIPVisionModelWithProjection,
     encode_prompts,
 )
-from model_core.errors import CheckpointError, InvalidInputError
+from model_core.errors import InvalidInputError
 from model_core.images import check_rgb_image, find_best_bucket, resize_and_center_crop, to_tensor, to_uint8
 from model_core.resampler import Resampler
 from model_core.samplers import (
@@ -105,28 +103,19 @@ class InterpolationModel:
             choice on CUDA.
         revision, cache_dir, local_files_only: passed to `huggingface_hub.snapshot_download` for a repo id.
         """
-        root = resolve_checkpoint(
+        root = resolve_model_folder(
             path_or_repo,
+            subfolders=SUBFOLDERS,
+            allow_patterns=DOWNLOADED_FILES,
+            description="an interpolation-model",
             revision=revision,
             cache_dir=cache_dir,
             local_files_only=local_files_only,
-            allow_patterns=DOWNLOADED_FILES,
         )
-        missing = [name for name in SUBFOLDERS if not (root / name).is_dir()]
-        if missing:
-            raise CheckpointError(f"{root} is not an interpolation-model checkpoint: missing subfolders {missing}.")
         return cls(
             CLIPTokenizer.from_pretrained(root / "tokenizer"),
-            load_component(
-                root / "text_encoder",
-                lambda config: CLIPTextModel(CLIPTextConfig.from_dict(config)),
-                TRANSFORMERS_WEIGHTS,
-            ),
-            load_component(
-                root / "image_encoder",
-                lambda config: CLIPVisionModelWithProjection(CLIPVisionConfig.from_dict(config)),
-                TRANSFORMERS_WEIGHTS,
-            ),
+            load_component(root / "text_encoder", CLIPTextModel.from_config, TRANSFORMERS_WEIGHTS),
+            load_component(root / "image_encoder", CLIPVisionModelWithProjection.from_config, TRANSFORMERS_WEIGHTS),
             load_component(root / "vae", VideoAutoencoder.from_config, TRANSFORMERS_WEIGHTS),
             load_component(root / "image_projection", Resampler.from_config, TRANSFORMERS_WEIGHTS),
             load_component(root / "unet", InterpolationUNet.from_config, TRANSFORMERS_WEIGHTS),

@@ -18,11 +18,11 @@ from model_core.checkpoints import (
     TRANSFORMERS_WEIGHTS,
     load_component,
     place,
-    resolve_checkpoint,
+    resolve_model_folder,
 )
 from model_core.checks import check_cfg, check_seed, check_text, is_integer
-from model_core.clip import CLIPTextConfig, CLIPTextModel, encode_prompts
-from model_core.errors import CheckpointError, InvalidInputError
+from model_core.clip import CLIPTextModel, encode_prompts
+from model_core.errors import InvalidInputError
 from model_core.images import check_rgb_image, resize_and_center_crop, to_tensor, to_uint8
 from model_core.samplers import DiscreteEpsSchedule, StepCallback, sample_dpmpp_2m
 from model_core.unet2d import KeyframeUNet
@@ -85,23 +85,18 @@ class KeyframeModel:
             choice on CUDA (float16 risks overflow in the VAE, which the reference runs in bfloat16).
         revision, cache_dir, local_files_only: passed to `huggingface_hub.snapshot_download` for a repo id.
         """
-        root = resolve_checkpoint(
+        root = resolve_model_folder(
             path_or_repo,
+            subfolders=SUBFOLDERS,
+            allow_patterns=DOWNLOADED_FILES,
+            description="a keyframe-model",
             revision=revision,
             cache_dir=cache_dir,
             local_files_only=local_files_only,
-            allow_patterns=DOWNLOADED_FILES,
         )
-        missing = [name for name in SUBFOLDERS if not (root / name).is_dir()]
-        if missing:
-            raise CheckpointError(f"{root} is not a keyframe-model checkpoint: missing subfolders {missing}.")
         return cls(
             CLIPTokenizer.from_pretrained(root / "tokenizer"),
-            load_component(
-                root / "text_encoder",
-                lambda config: CLIPTextModel(CLIPTextConfig.from_dict(config)),
-                TRANSFORMERS_WEIGHTS,
-            ),
+            load_component(root / "text_encoder", CLIPTextModel.from_config, TRANSFORMERS_WEIGHTS),
             load_component(root / "vae", AutoencoderKL.from_config, DIFFUSERS_WEIGHTS),
             load_component(root / "unet", KeyframeUNet.from_config, DIFFUSERS_WEIGHTS),
             device=device,

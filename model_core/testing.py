@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 
 from model_core import configs
 from model_core.checkpoints import DIFFUSERS_WEIGHTS, TRANSFORMERS_WEIGHTS
-from model_core.clip import CLIPTextConfig, CLIPTextModel, CLIPVisionConfig, CLIPVisionModelWithProjection
+from model_core.clip import CLIPTextModel, CLIPVisionModelWithProjection
 from model_core.resampler import Resampler
 from model_core.unet2d import KeyframeUNet
 from model_core.unet3d import InterpolationUNet
@@ -106,6 +106,13 @@ def _save_component(folder: Path, config: dict[str, Any], module: torch.nn.Modul
     save_file(state_dict, folder / weights_name, metadata={"format": "pt"})
 
 
+def _write_text_tower(folder: Path, text_config: dict[str, Any], pad_token: str) -> None:
+    """The tiny tokenizer in `folder/tokenizer` and a CLIP text encoder over its vocabulary in `folder/text_encoder`."""
+    vocab_size = write_tiny_tokenizer(folder / "tokenizer", pad_token=pad_token)
+    text_config = text_config | {"vocab_size": vocab_size}
+    _save_component(folder / "text_encoder", text_config, CLIPTextModel.from_config(text_config), TRANSFORMERS_WEIGHTS)
+
+
 def write_tiny_keyframe_checkpoint(
     folder: str | Path,
     *,
@@ -122,11 +129,7 @@ def write_tiny_keyframe_checkpoint(
     folder = Path(folder)
     with torch.random.fork_rng(devices=[]):  # seed the weights without touching the caller's RNG
         torch.manual_seed(seed)
-        vocab_size = write_tiny_tokenizer(folder / "tokenizer", pad_token=pad_token)
-
-        text_config = configs.TINY_KEYFRAME_TEXT_ENCODER | {"vocab_size": vocab_size} | (text_encoder or {})
-        text_model = CLIPTextModel(CLIPTextConfig.from_dict(text_config))
-        _save_component(folder / "text_encoder", text_config, text_model, TRANSFORMERS_WEIGHTS)
+        _write_text_tower(folder, configs.TINY_KEYFRAME_TEXT_ENCODER | (text_encoder or {}), pad_token)
 
         vae_config = configs.TINY_KEYFRAME_VAE | (vae or {})
         vae_model = AutoencoderKL(**vae_config)
@@ -159,23 +162,20 @@ def write_tiny_interpolation_checkpoint(
 
     unet, vae, text_encoder, image_encoder, image_projection: config values that replace those of
     the tiny preset (`configs.TINY_INTERPOLATION_*`). The tokenizer pads with "!", as SD2.1's does.
-    The three hub-mixin components (unet, vae, image_projection) save their constructor arguments
-    as config.json, as upstream's PyTorchModelHubMixin does; all six weight files are model.safetensors.
+    The hub-mixin components (unet, vae, image_projection) save their constructor arguments as
+    config.json, as upstream's PyTorchModelHubMixin does; every weight file is model.safetensors.
     """
     folder = Path(folder)
     with torch.random.fork_rng(devices=[]):  # seed the weights without touching the caller's RNG
         torch.manual_seed(seed)
-        vocab_size = write_tiny_tokenizer(folder / "tokenizer", pad_token=pad_token)
-
-        text_config = configs.TINY_INTERPOLATION_TEXT_ENCODER | {"vocab_size": vocab_size} | (text_encoder or {})
-        text_model = CLIPTextModel(CLIPTextConfig.from_dict(text_config))
-        _save_component(folder / "text_encoder", text_config, text_model, TRANSFORMERS_WEIGHTS)
-
-        image_config = configs.TINY_INTERPOLATION_IMAGE_ENCODER | (image_encoder or {})
-        image_model = CLIPVisionModelWithProjection(CLIPVisionConfig.from_dict(image_config))
-        _save_component(folder / "image_encoder", image_config, image_model, TRANSFORMERS_WEIGHTS)
-
+        _write_text_tower(folder, configs.TINY_INTERPOLATION_TEXT_ENCODER | (text_encoder or {}), pad_token)
         for name, preset, overrides, build in (
+            (
+                "image_encoder",
+                configs.TINY_INTERPOLATION_IMAGE_ENCODER,
+                image_encoder,
+                CLIPVisionModelWithProjection.from_config,
+            ),
             ("vae", configs.TINY_INTERPOLATION_VAE, vae, VideoAutoencoder.from_config),
             ("image_projection", configs.TINY_INTERPOLATION_IMAGE_PROJECTION, image_projection, Resampler.from_config),
             ("unet", configs.TINY_INTERPOLATION_UNET, unet, InterpolationUNet.from_config),

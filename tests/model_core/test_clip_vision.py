@@ -1,23 +1,17 @@
 """The CLIP image tower: published key layout, Paints-UNDO's any-aspect input handling, and parity with transformers."""
 
+import dataclasses
+
 import pytest
 import torch
 from transformers import CLIPVisionConfig as HFCLIPVisionConfig
 from transformers import CLIPVisionModelWithProjection as HFCLIPVisionModelWithProjection
 
+from model_core import configs
 from model_core.clip import CLIP_MEAN, CLIP_STD, CLIPVisionConfig, CLIPVisionModelWithProjection, prepare_pixels
 
-# Native grid 4x4 patches of 4 pixels.
-TINY = {
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "projection_dim": 16,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "image_size": 16,
-    "patch_size": 4,
-    "hidden_act": "gelu",
-}
+# The tiny preset's network keys: a native grid of 4x4 patches of 4 pixels.
+TINY = dataclasses.asdict(CLIPVisionConfig.from_dict(configs.TINY_INTERPOLATION_IMAGE_ENCODER))
 
 
 @pytest.fixture(scope="module")
