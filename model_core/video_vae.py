@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from model_core.attention import multi_head_attention
 from model_core.checkpoints import constructor_kwargs
 
 # Every GroupNorm of the VAE has 32 groups, so every channel count must be a multiple of it.
@@ -77,8 +78,8 @@ class SpatialSelfAttention(nn.Module):
         """x: (N, C, H, W) -> (N, C, H, W); softmax scale 1/sqrt(C)."""
         height, width = x.shape[-2:]
         h = self.norm(x)
-        q, k, v = (rearrange(proj(h), "n c h w -> n 1 (h w) c") for proj in (self.q, self.k, self.v))
-        out = rearrange(F.scaled_dot_product_attention(q, k, v), "n 1 (h w) c -> n c h w", h=height, w=width)
+        q, k, v = (rearrange(proj(h), "n c h w -> n (h w) c") for proj in (self.q, self.k, self.v))
+        out = rearrange(multi_head_attention(q, k, v, heads=1), "n (h w) c -> n c h w", h=height, w=width)
         return x + self.proj_out(out)
 
 
@@ -205,9 +206,7 @@ class AttentionCombiner(nn.Module):
         height, width = x.shape[-2:]
         q = self.to_q(rearrange(self.norm(x), "(b t) c h w -> b (t h w) c", b=clips))
         context = rearrange(reference, "b c l h w -> b (l h w) c")
-        k, v = self.to_k(context), self.to_v(context)
-        q, k, v = (rearrange(t, "b n (heads d) -> b heads n d", heads=self.heads) for t in (q, k, v))
-        out = rearrange(F.scaled_dot_product_attention(q, k, v), "b heads n d -> b n (heads d)")
+        out = multi_head_attention(q, self.to_k(context), self.to_v(context), self.heads)
         return x + rearrange(self.to_out(out), "b (t h w) c -> (b t) c h w", h=height, w=width)
 
 
