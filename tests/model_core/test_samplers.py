@@ -107,15 +107,19 @@ def test_ddim_steps_run_from_noise_to_timestep_zero_without_nan(video_schedule):
         assert plan[0].t == 999 and plan[0].sqrt_alpha == 0.0 and plan[0].sqrt_one_minus_alpha == 1.0
 
 
-@pytest.mark.parametrize("steps", [25, 50])
-def test_first_step_radicand_rounds_negative_and_is_clamped(video_schedule, steps):
+def test_first_step_radicand_rounds_negative_and_is_clamped(video_schedule):
     # The reason for the clamp: in float32, 1 - alphabar_prev - sigma^2 at t = 999 (exactly 0 in exact
     # arithmetic) rounds below zero at many step counts, where a plain sqrt gives NaN (black frames).
-    t_prev = int(video_schedule.trailing_timesteps(steps)[-2])
-    alpha_prev = video_schedule.alphas_cumprod[t_prev]
-    sigma = ((1 - alpha_prev) / (1 - video_schedule.alphas_cumprod[999]) * (1 - 0 / alpha_prev)).sqrt()
-    assert (1.0 - alpha_prev - sigma**2).item() < 0
-    assert video_schedule.ddim_steps(steps)[0].direction == 0.0
+    # Which counts depends on the CPU's float32 sqrt kernel (AVX2 and AVX512 differ), so find them.
+    def radicand(steps: int) -> float:
+        t_prev = int(video_schedule.trailing_timesteps(steps)[-2])
+        alpha_prev = video_schedule.alphas_cumprod[t_prev]
+        sigma = ((1 - alpha_prev) / (1 - video_schedule.alphas_cumprod[999]) * (1 - 0 / alpha_prev)).sqrt()
+        return (1.0 - alpha_prev - sigma**2).item()
+
+    negative = [steps for steps in range(2, 61) if radicand(steps) < 0]
+    assert len(negative) >= 3
+    assert all(video_schedule.ddim_steps(steps)[0].direction == 0.0 for steps in negative)
 
 
 def test_rescaled_guidance_matches_the_positive_std_per_sample():
