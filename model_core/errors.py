@@ -11,3 +11,11 @@ class CheckpointError(ModelCoreError):
 
 class InvalidInputError(ModelCoreError, ValueError):
     """An argument of a model call is out of range or of the wrong type or shape."""
+
+
+class RenderCanceled(ModelCoreError):
+    """A render stopped because its caller asked it to (checked between sampler steps)."""
+
+
+class VideoEncodingError(ModelCoreError):
+    """ffmpeg could not write the video (its own message says why: disk full, unwritable folder, ...)."""

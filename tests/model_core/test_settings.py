@@ -1,0 +1,125 @@
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from model_core.settings import RenderSettings, describe_validation_error
+
+
+def test_defaults_are_the_reference_apps():
+    settings = RenderSettings()
+    assert settings.model_dump() == {
+        "prompt": None,
+        "negative_prompt": "lowres, bad anatomy, bad hands, cropped, worst quality",
+        "undo_steps": [400, 600, 800, 900, 950, 999],
+        "width": 512,
+        "height": 640,
+        "keyframe_steps": 50,
+        "keyframe_cfg": 3.0,
+        "keyframe_seed": 12345,
+        "video_prompt": "1girl, masterpiece, best quality",
+        "video_steps": 50,
+        "video_cfg": 7.5,
+        "video_seed": 123,
+        "fps": 4,
+    }
+    assert settings.frame_count == 105
+
+
+INVALID = [
+    ("undo_steps", []), ("undo_steps", [1000]), ("undo_steps", [-1]), ("undo_steps", [5, 5]),
+    ("undo_steps", list(range(21))), ("undo_steps", "400"),
+    ("width", 100), ("width", 1088), ("width", 352), ("width", 192),
+    ("height", 1024 + 64),
+    ("keyframe_steps", 0), ("keyframe_steps", 101), ("keyframe_steps", "50"), ("keyframe_steps", 50.0),
+    ("keyframe_steps", True),
+    ("keyframe_cfg", 0.5), ("keyframe_cfg", 33), ("keyframe_cfg", float("inf")), ("keyframe_cfg", float("nan")),
+    ("keyframe_seed", -1), ("keyframe_seed", 2**32),
+    ("video_steps", 0), ("video_steps", 61),
+    ("video_cfg", 0.9), ("video_cfg", 15.5),
+    ("video_seed", 2**32),
+    ("fps", 0), ("fps", 31),
+    ("prompt", 123), ("prompt", "x" * 2001),
+    ("negative_prompt", None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("field", "value"), INVALID, ids=[f"{field}={value!r:.20}" for field, value in INVALID])
+def test_invalid_values_are_refused_naming_the_field(field, value):
+    with pytest.raises(ValidationError) as caught:
+        RenderSettings(**{field: value})
+    assert all(problem["loc"][0] == field for problem in caught.value.errors())
+    assert describe_validation_error(caught.value).startswith(field)
+
+
+def test_out_of_bounds_list_item_is_named_with_its_index():
+    with pytest.raises(ValidationError) as caught:
+        RenderSettings(undo_steps=[400, 600, 1000])
+    assert describe_validation_error(caught.value).startswith("undo_steps.2: ")
+
+
+ACCEPTED = [
+    ("width", 256), ("width", 320), ("width", 1024), ("height", 256), ("height", 1024),
+    ("undo_steps", list(range(0, 1000, 50))), ("undo_steps", [0]), ("undo_steps", [999]),
+    ("fps", 30), ("fps", 1), ("keyframe_steps", 100), ("video_steps", 60),
+    ("keyframe_seed", 0), ("keyframe_seed", 2**32 - 1), ("video_seed", 0), ("video_seed", 2**32 - 1),
+    ("keyframe_cfg", 32.0), ("video_cfg", 15.0), ("prompt", "x" * 2000), ("negative_prompt", ""),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("field", "value"), ACCEPTED, ids=[f"{field}={value!r:.20}" for field, value in ACCEPTED])
+def test_bounds_are_accepted(field, value):
+    assert getattr(RenderSettings(**{field: value}), field) == value
+
+
+def test_int_guidance_becomes_a_float():
+    cfg = RenderSettings(keyframe_cfg=3).keyframe_cfg
+    assert cfg == 3.0 and type(cfg) is float
+
+
+def test_frame_count_follows_the_number_of_keyframes():
+    assert RenderSettings(undo_steps=[999]).frame_count == 30
+    assert RenderSettings(undo_steps=list(range(20))).frame_count == 315
+
+
+def test_unknown_field_is_refused_naming_it():
+    with pytest.raises(ValidationError) as caught:
+        RenderSettings.model_validate({"steps": 5})
+    assert caught.value.errors()[0]["type"] == "extra_forbidden"
+    assert describe_validation_error(caught.value).startswith("steps: ")
+
+
+def test_every_problem_gets_its_own_line():
+    with pytest.raises(ValidationError) as caught:
+        RenderSettings(width=100, fps=0)
+    lines = describe_validation_error(caught.value).splitlines()
+    assert [line.split(":")[0] for line in lines] == ["width", "fps"]
+
+
+def test_json_round_trip():
+    settings = RenderSettings(prompt="a cat", undo_steps=[0, 999], width=1024, keyframe_cfg=4.25, video_seed=2**32 - 1)
+    assert RenderSettings.model_validate_json(settings.model_dump_json()) == settings
+
+
+def test_json_string_number_is_refused():
+    with pytest.raises(ValidationError) as caught:
+        RenderSettings.model_validate_json('{"width": "512"}')
+    assert describe_validation_error(caught.value).startswith("width: ")
+
+
+def test_settings_are_frozen():
+    settings = RenderSettings()
+    with pytest.raises(ValidationError):
+        settings.width = 256
+    assert settings.width == 512
+
+
+def test_light_modules_do_not_import_torch():
+    code = (
+        "import sys\n"
+        "import model_core.settings, model_core.events, model_core.progress\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
