@@ -11,7 +11,7 @@ features of both keyframes, which the VAE decoder attends to.
 own generator seeded `seed + i`, so its frames are those `interpolate` gives it alone.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import einops
@@ -52,6 +52,7 @@ BUCKETS = ((320, 512), (384, 448), (448, 384), (512, 320))
 GUIDANCE_RESCALE = 0.7
 # The frame-stride condition: the reference always passes 3; the embedding is a timestep-like sinusoid.
 DEFAULT_FS, MAX_FS = 3, 1000
+ClipCallback = Callable[[int, np.ndarray], None]  # (clip index, (16, H, W, 3) uint8 frames)
 # Clips sampled together by default (the default job has 7), and the most a call may ask for.
 MAX_BATCH, MAX_BATCH_LIMIT = 8, 1024
 
@@ -164,12 +165,15 @@ class InterpolationModel:
         max_batch: int = MAX_BATCH,
         buckets: Sequence[tuple[int, int]] = BUCKETS,
         callback: StepCallback | None = None,
+        clip_callback: ClipCallback | None = None,
     ) -> list[np.ndarray]:
         """Generate one clip per (first, last) pair, sampling up to `max_batch` clips together.
 
         Clip i is seeded with `seed + i` from its own generator, so it equals
         `interpolate(*pairs[i], seed=seed + i, ...)`. Clips of different buckets run in separate batches.
-        The callback sees the steps of all batches as one count. Other arguments as in `interpolate`.
+        The callback sees the steps of all batches as one count.
+        clip_callback: called with (i, clip i) as each clip is decoded; raising from it aborts the call.
+        Other arguments as in `interpolate`.
         """
         self._check_call(pairs, prompt, steps, cfg, seed, fs, max_batch, buckets)
         steps, cfg, seed, fs = int(steps), float(cfg), int(seed), int(fs)
@@ -188,11 +192,15 @@ class InterpolationModel:
                 resize_and_center_crop(picture, width, height) for i in members for picture in pairs[i]
             ]  # first0, last0, first1, last1, ...
             step_callback = _offset_callback(callback, number * steps, len(batches) * steps)
-            videos = self._sample_clips(
+            latents, reference = self._sample_clips(
                 to_tensor(pictures), text, [seed + i for i in members], plan, cfg, fs, step_callback
             )
-            for i, video in zip(members, videos, strict=True):
+            # One clip at a time: the decoder's full-resolution activations are the largest of the whole job.
+            for j, i in enumerate(members):
+                video = self.vae.decode(latents[j : j + 1].to(self.dtype), [r[j : j + 1] for r in reference])[0]
                 clips[i] = np.stack(to_uint8(einops.rearrange(video, "c t h w -> t c h w")))
+                if clip_callback is not None:
+                    clip_callback(i, clips[i])
         return clips
 
     def _sample_clips(
@@ -204,8 +212,13 @@ class InterpolationModel:
         cfg: float,
         fs: int,
         callback: StepCallback | None,
-    ) -> list[torch.Tensor]:
-        """pictures: (2B, 3, H, W) in [-1, 1], each clip's first then last. Returns B videos (3, T, H, W)."""
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Sample B clips' latents from their end pictures.
+
+        pictures: (2B, 3, H, W) in [-1, 1], each clip's first then last.
+        Returns the latents (B, z, T, h, w) and the end pictures' encoder features (B, C, 2, H', W')
+        per level, which the VAE decoder attends to.
+        """
         batch = len(seeds)
         pictures = pictures.to(self.device, self.dtype)
         positive_image = self._image_tokens(pictures)
@@ -234,12 +247,7 @@ class InterpolationModel:
 
         generators = [torch.Generator(self.device).manual_seed(seed) for seed in seeds]
         shape = (1, *concat_cond.shape[1:])
-        latents = sample_dynamic_tsnr(velocity, plan, generators, shape, self.device, callback=callback)
-        # One clip at a time: the decoder's full-resolution activations are the largest of the whole job.
-        return [
-            self.vae.decode(latents[i : i + 1].to(self.dtype), [r[i : i + 1] for r in reference])[0]
-            for i in range(batch)
-        ]
+        return sample_dynamic_tsnr(velocity, plan, generators, shape, self.device, callback=callback), reference
 
     def _image_tokens(self, pictures: torch.Tensor) -> torch.Tensor:
         """(2B, 3, H, W) first/last pictures -> (B, T, tokens, dim) per-frame image tokens."""

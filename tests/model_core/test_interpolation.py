@@ -94,6 +94,31 @@ def test_progress_counts_the_steps_of_all_batches_and_a_raising_callback_aborts(
         interpolate(interpolation_model, picture, last, callback=stop_at_second)
 
 
+def test_each_clip_is_handed_over_as_soon_as_it_is_decoded(interpolation_model, picture, last):
+    steps_then_clips = []
+    pairs = [(picture, last), (last, picture), (picture, picture)]
+    clips = interpolation_model.interpolate_many(
+        pairs,
+        **ARGS,
+        seed=3,
+        max_batch=2,
+        callback=lambda step: steps_then_clips.append(("step", step.index)),
+        clip_callback=lambda index, frames: steps_then_clips.append(("clip", index, frames)),
+    )
+    order = [entry[:2] for entry in steps_then_clips]
+    # The first batch's two clips arrive before the second batch samples.
+    first_batch = [("step", 0), ("step", 1), ("step", 2), ("clip", 0), ("clip", 1)]
+    assert order == first_batch + [("step", 3), ("step", 4), ("step", 5), ("clip", 2)]
+    handed = {entry[1]: entry[2] for entry in steps_then_clips if entry[0] == "clip"}
+    assert all(np.array_equal(handed[i], clips[i]) for i in range(3))
+
+    def refuse(index, frames):
+        raise RuntimeError("receiver failed")
+
+    with pytest.raises(RuntimeError, match="receiver failed"):
+        interpolation_model.interpolate_many(pairs, **ARGS, seed=3, clip_callback=refuse)
+
+
 def test_bfloat16_runs_close_to_float32(interpolation_checkpoint, interpolation_model, picture, last):
     model = InterpolationModel.from_pretrained(interpolation_checkpoint, dtype=torch.bfloat16)
     assert model.unet.out[2].weight.dtype == torch.bfloat16
