@@ -1,12 +1,24 @@
-"""Image conversions shared by the models: validation, resize-and-crop, array <-> tensor."""
+"""Image reading and conversions shared by the models: validation, resize-and-crop, array <-> tensor."""
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
 import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from model_core.errors import InvalidInputError
+
+
+def read_image(source: str | Path | BinaryIO) -> np.ndarray:
+    """RGB uint8 array of an image file, upright per its EXIF orientation, alpha dropped (as the reference's UI)."""
+    try:
+        with Image.open(source) as image:
+            return np.array(ImageOps.exif_transpose(image).convert("RGB"))
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
+        raise InvalidInputError(f"Cannot read {source} as an image: {error}") from error
 
 
 def check_rgb_image(image: np.ndarray, name: str = "image") -> None:

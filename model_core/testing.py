@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 from model_core import configs
 from model_core.checkpoints import DIFFUSERS_WEIGHTS, TRANSFORMERS_WEIGHTS
 from model_core.clip import CLIPTextModel, CLIPVisionModelWithProjection
+from model_core.pipeline import ModelSources, PaintsUndoPipeline
 from model_core.resampler import Resampler
 from model_core.unet2d import KeyframeUNet
 from model_core.unet3d import InterpolationUNet
@@ -240,3 +241,23 @@ def write_tiny_tagger(folder: str | Path, *, seed: int = 0, probabilities: list[
     onnx.checker.check_model(model)
     onnx.save(model, folder / "model.onnx")
     return folder
+
+
+def write_tiny_models(folder: str | Path) -> ModelSources:
+    """All three tiny checkpoints in `folder`, each under its repo's name (`ModelSources.from_folder`)."""
+    sources = ModelSources.from_folder(folder)
+    write_tiny_tagger(sources.tagger)
+    write_tiny_keyframe_checkpoint(sources.keyframe_model)
+    write_tiny_interpolation_checkpoint(sources.interpolation_model)
+    return sources
+
+
+def tiny_pipeline(folder: str | Path, *, device: str = "cpu", dtype: str = "auto") -> PaintsUndoPipeline:
+    """The pipeline over tiny checkpoints written to `folder`, with clip sizes the tiny models run fast.
+
+    The tiny interpolation model's attention runs at full latent resolution, so it uses
+    `configs.TINY_BUCKETS` (48x32 and the like) instead of the reference's 448x384 ones.
+    """
+    return PaintsUndoPipeline.from_pretrained(
+        write_tiny_models(folder), device=device, dtype=dtype, buckets=configs.TINY_BUCKETS
+    )

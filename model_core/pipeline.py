@@ -1,0 +1,247 @@
+"""`PaintsUndoPipeline`: one finished picture in, an MP4 of how it might have been drawn out.
+
+The default flow of the reference app, as one call:
+1. tagging: the tagger writes the keyframe prompt (unless the settings give one);
+2. keyframes: the keyframe model generates one earlier state per undo step, in one batch;
+3. interpolation: the pictures [finished picture (cropped), keyframes..., blank white canvas]
+   are taken in consecutive pairs and the interpolation model fills 16 frames between each pair,
+   all pairs sampled together;
+4. encoding: each clip's last frame (the next clip's first) is dropped, the clips are joined and
+   the whole is reversed, so the video runs from the blank canvas to the finished picture.
+
+Keyframes go from stage 2 to stage 3 as arrays; the reference's UI happens to pass them through
+lossy WebP, which we do not copy.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from model_core.devices import pick_device, pick_dtype
+from model_core.errors import InvalidInputError
+from model_core.events import ClipReady, KeyframeReady, PromptReady, Stage
+from model_core.images import check_rgb_image, find_best_bucket, resize_and_center_crop
+from model_core.interpolation import BUCKETS, INTERPOLATION_REPO, MAX_BATCH, InterpolationModel
+from model_core.keyframes import KEYFRAME_REPO, KeyframeModel
+from model_core.progress import CancelCheck, EventCallback, RenderProgress
+from model_core.samplers import SamplerStep
+from model_core.settings import CLIP_FRAMES, RenderSettings
+from model_core.tagger import TAGGER_REPO, Tagger
+from model_core.video import write_mp4
+
+# Shares of the work that are not sampler steps, relative to all sampling. The sampling stages
+# cost about the same per pixel and step (the keyframe UNet at 640x512 and the video UNet at
+# 448x384 per frame are within 15% in FLOPs), so their work is steps x pictures x pixels.
+TAGGING_SHARE, ENCODING_SHARE, DECODING_SHARE = 0.005, 0.01, 0.02
+
+
+@dataclass(frozen=True)
+class ModelSources:
+    """Where each model comes from: a local folder or a Hugging Face repo id."""
+
+    tagger: str | Path = TAGGER_REPO
+    keyframe_model: str | Path = KEYFRAME_REPO
+    interpolation_model: str | Path = INTERPOLATION_REPO
+
+    @classmethod
+    def from_folder(cls, folder: str | Path) -> "ModelSources":
+        """A folder holding each repo under its own name, as `hf download REPO --local-dir FOLDER/NAME` makes:
+        `wd-v1-4-moat-tagger-v2/`, `paints_undo_single_frame/`, `paints_undo_multi_frame/`."""
+        repos = (TAGGER_REPO, KEYFRAME_REPO, INTERPOLATION_REPO)
+        return cls(*(Path(folder) / repo.rsplit("/", 1)[-1] for repo in repos))
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """What a render made. frames: (T, H, W, 3) uint8 RGB, blank canvas first; video: the MP4 of them."""
+
+    prompt: str
+    keyframes: list[np.ndarray]
+    frames: np.ndarray
+    fps: int
+    video: Path
+
+    @property
+    def width(self) -> int:
+        return self.frames.shape[2]
+
+    @property
+    def height(self) -> int:
+        return self.frames.shape[1]
+
+
+class PaintsUndoPipeline:
+    """The tagger, keyframe model and interpolation model, loaded once and kept resident.
+
+    buckets: the (height, width) clip sizes to choose from; the reference's four by default.
+    max_batch: clips sampled together (the default job has 7); lower it to save GPU memory.
+    """
+
+    def __init__(
+        self,
+        tagger: Tagger,
+        keyframe_model: KeyframeModel,
+        interpolation_model: InterpolationModel,
+        *,
+        buckets: Sequence[tuple[int, int]] = BUCKETS,
+        max_batch: int = MAX_BATCH,
+    ):
+        self.tagger = tagger
+        self.keyframe_model = keyframe_model
+        self.interpolation_model = interpolation_model
+        self.buckets = tuple(tuple(bucket) for bucket in buckets)
+        self.max_batch = max_batch
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        sources: ModelSources = ModelSources(),
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        buckets: Sequence[tuple[int, int]] = BUCKETS,
+        max_batch: int = MAX_BATCH,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+    ) -> "PaintsUndoPipeline":
+        """Load the three models from `sources` (Hugging Face repo ids by default).
+
+        device: "auto" (CUDA when available, else CPU), "cpu" or "cuda[:N]".
+        dtype: "auto" (bfloat16 on CUDA, float32 on CPU), "float32", "bfloat16" or "float16".
+        cache_dir, local_files_only: passed to the Hugging Face download of a repo id.
+        """
+        torch_device = pick_device(device)
+        torch_dtype = pick_dtype(dtype, torch_device)
+        hub = {"cache_dir": cache_dir, "local_files_only": local_files_only}
+        return cls(
+            Tagger.from_pretrained(sources.tagger, **hub),
+            KeyframeModel.from_pretrained(sources.keyframe_model, device=torch_device, dtype=torch_dtype, **hub),
+            InterpolationModel.from_pretrained(
+                sources.interpolation_model, device=torch_device, dtype=torch_dtype, **hub
+            ),
+            buckets=buckets,
+            max_batch=max_batch,
+        )
+
+    def render(
+        self,
+        image: np.ndarray,
+        output: str | Path,
+        settings: RenderSettings | None = None,
+        *,
+        on_event: EventCallback | None = None,
+        should_cancel: CancelCheck | None = None,
+    ) -> RenderResult:
+        """Render the drawing process of `image` ((H, W, 3) uint8 RGB) into the MP4 file `output`.
+
+        settings: RenderSettings() when None.
+        on_event: receives the typed events of `model_core.events` as they happen.
+        should_cancel: polled after every sampler step and event; True stops the render with
+            RenderCanceled, leaving no video file behind.
+        """
+        check_rgb_image(image)
+        settings = RenderSettings() if settings is None else settings
+        if not isinstance(settings, RenderSettings):
+            raise InvalidInputError(f"settings must be a RenderSettings, got {type(settings).__name__}.")
+        output = Path(output)
+        if output.suffix.lower() != ".mp4":
+            raise InvalidInputError(f"The video is written as MP4: give an output path ending in .mp4, got {output}.")
+
+        clip_height, clip_width = find_best_bucket(settings.height, settings.width, self.buckets)
+        progress = RenderProgress(
+            expected_work(settings, clip_width * clip_height, tagging=settings.prompt is None),
+            on_event,
+            should_cancel,
+        )
+        progress.check_cancel()
+
+        prompt = settings.prompt
+        if prompt is None:
+            with progress.stage(Stage.TAGGING):
+                prompt = self.tagger.tag(image)
+        progress.emit(Stage.TAGGING, 1.0, PromptReady, prompt=prompt)
+
+        with progress.stage(Stage.KEYFRAMES):
+            keyframes = self.keyframe_model.generate(
+                image,
+                prompt=prompt,
+                negative_prompt=settings.negative_prompt,
+                undo_steps=settings.undo_steps,
+                width=settings.width,
+                height=settings.height,
+                steps=settings.keyframe_steps,
+                cfg=settings.keyframe_cfg,
+                seed=settings.keyframe_seed,
+                callback=lambda step: progress.step(Stage.KEYFRAMES, step.index + 1, step.total),
+            )
+            for index, (undo_step, keyframe) in enumerate(zip(settings.undo_steps, keyframes, strict=True)):
+                progress.emit(Stage.KEYFRAMES, 1.0, KeyframeReady, index=index, undo_step=undo_step, image=keyframe)
+
+        finished = resize_and_center_crop(image, settings.width, settings.height)
+        pictures = [finished, *keyframes, np.full_like(finished, 255)]
+        pairs = list(zip(pictures[:-1], pictures[1:], strict=True))
+        with progress.stage(Stage.INTERPOLATION):
+            clips = self._interpolate(pairs, settings, progress)
+
+        frames = assemble_video(clips)
+        with progress.stage(Stage.ENCODING):
+            write_mp4(
+                frames,
+                output,
+                fps=settings.fps,
+                callback=lambda written, total: progress.step(Stage.ENCODING, written, total),
+            )
+        return RenderResult(prompt=prompt, keyframes=keyframes, frames=frames, fps=settings.fps, video=output)
+
+    def _interpolate(
+        self, pairs: list[tuple[np.ndarray, np.ndarray]], settings: RenderSettings, progress: RenderProgress
+    ) -> list[np.ndarray]:
+        """All clips in as few batches as max_batch allows, reporting steps and each decoded clip."""
+        done = {"sampled": 0.0, "decoded": 0.0}  # fractions of the sampler steps and of the clip decodes
+
+        def fraction() -> float:
+            return (1 - DECODING_SHARE) * done["sampled"] + DECODING_SHARE * done["decoded"]
+
+        def on_step(step: SamplerStep) -> None:
+            done["sampled"] = (step.index + 1) / step.total
+            progress.step(Stage.INTERPOLATION, step.index + 1, step.total, fraction())
+
+        def on_clip(index: int, frames: np.ndarray) -> None:
+            done["decoded"] += 1 / len(pairs)
+            progress.emit(Stage.INTERPOLATION, fraction(), ClipReady, index=index, frames=frames)
+
+        return self.interpolation_model.interpolate_many(
+            pairs,
+            prompt=settings.video_prompt,
+            steps=settings.video_steps,
+            cfg=settings.video_cfg,
+            seed=settings.video_seed,
+            max_batch=self.max_batch,
+            buckets=self.buckets,
+            callback=on_step,
+            clip_callback=on_clip,
+        )
+
+
+def assemble_video(clips: list[np.ndarray]) -> np.ndarray:
+    """Drop each clip's last frame (it repeats the next clip's first), join, and reverse in time.
+
+    clips: (16, H, W, 3) clips in generation order, finished picture first. Returns (15 * len, H, W, 3).
+    """
+    return np.ascontiguousarray(np.concatenate([clip[:-1] for clip in clips])[::-1])
+
+
+def expected_work(settings: RenderSettings, clip_pixels: int, *, tagging: bool) -> dict[Stage, float]:
+    """Expected work per stage, in stage order: sampler steps x pictures x pixels, plus fixed shares."""
+    keyframes = settings.keyframe_steps * len(settings.undo_steps) * settings.width * settings.height
+    clips = len(settings.undo_steps) + 1
+    interpolation = settings.video_steps * clips * CLIP_FRAMES * clip_pixels
+    sampling = keyframes + interpolation
+    return {
+        Stage.TAGGING: TAGGING_SHARE * sampling if tagging else 0.0,
+        Stage.KEYFRAMES: keyframes,
+        Stage.INTERPOLATION: interpolation,
+        Stage.ENCODING: ENCODING_SHARE * sampling,
+    }
