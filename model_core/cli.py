@@ -1,64 +1,66 @@
 """`paints-undo`: command-line front end of model_core.
 
+    paints-undo render IMAGE -o OUT.mp4 [--tiny]      the drawing process of a picture, as an MP4
     paints-undo keyframes IMAGE -o OUT_DIR [--tiny]   earlier states of a picture, as PNGs
     paints-undo tag IMAGE [--tiny]                     the prompt the tagger writes for a picture
 
-Exit codes: 0 success, 2 bad arguments or input, 3 a checkpoint could not be loaded.
+Exit codes: 0 success, 1 the render failed (ffmpeg could not write the video, say),
+2 bad arguments, settings or input (or an unwritable output), 3 a checkpoint could not be loaded,
+130 interrupted.
 """
 
 import argparse
+import json
 import sys
 import tempfile
+import time
+import typing
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
+from pydantic import ValidationError
 from tqdm import tqdm
 
-from model_core.errors import CheckpointError, InvalidInputError
-from model_core.keyframes import KEYFRAME_REPO, KeyframeModel
+from model_core.devices import pick_device, pick_dtype
+from model_core.errors import CheckpointError, InvalidInputError, ModelCoreError
+from model_core.events import KeyframeReady, PromptReady, RenderEvent, Stage, StageFinished, StepFinished
+from model_core.images import read_image
+from model_core.keyframes import KeyframeModel
+from model_core.pipeline import ModelSources, PaintsUndoPipeline, RenderResult
 from model_core.samplers import SamplerStep
-from model_core.tagger import TAGGER_REPO, Tagger
-from model_core.testing import write_tiny_keyframe_checkpoint, write_tiny_tagger
+from model_core.settings import RenderSettings, describe_validation_error
+from model_core.tagger import Tagger
+from model_core.testing import tiny_pipeline, write_tiny_models
 
-EXIT_BAD_INPUT, EXIT_CHECKPOINT = 2, 3
-DEFAULT_UNDO_STEPS = [400, 600, 800, 900, 950, 999]
-DEFAULT_NEGATIVE_PROMPT = "lowres, bad anatomy, bad hands, cropped, worst quality"
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CHECKPOINT, EXIT_INTERRUPTED = 1, 2, 3, 130
 TINY_WARNING = "--tiny: random-weight test checkpoints; the output is noise, not a drawing."
+DEFAULTS = RenderSettings()
 
 
-def _read_image(path: Path) -> np.ndarray:
-    """RGB uint8 array of an image file, upright per its EXIF orientation, alpha dropped."""
-    try:
-        with Image.open(path) as image:
-            return np.array(ImageOps.exif_transpose(image).convert("RGB"))
-    except (OSError, UnidentifiedImageError) as error:
-        raise InvalidInputError(f"Cannot read {path} as an image: {error}") from error
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def _load(args: argparse.Namespace, scratch: Path) -> tuple[KeyframeModel | None, Tagger]:
-    """Load the tagger, and the keyframe model when the command needs it."""
+def _sources(args: argparse.Namespace, scratch: Path) -> ModelSources:
+    """The tiny checkpoints written to `scratch`, or --model-dir with per-model overrides."""
     if args.tiny:
-        print(TINY_WARNING, file=sys.stderr)
-    tagger = Tagger.from_pretrained(write_tiny_tagger(scratch / "tagger") if args.tiny else args.tagger)
-    if args.command != "keyframes":
-        return None, tagger
-    device = _device(args.device)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    source = write_tiny_keyframe_checkpoint(scratch / "keyframe") if args.tiny else args.keyframe_model
-    return KeyframeModel.from_pretrained(source, device=device, dtype=dtype), tagger
+        return write_tiny_models(scratch)
+    base = ModelSources.from_folder(args.model_dir) if args.model_dir else ModelSources()
+    return ModelSources(
+        tagger=args.tagger or base.tagger,
+        keyframe_model=args.keyframe_model or base.keyframe_model,
+        interpolation_model=args.interpolation_model or base.interpolation_model,
+    )
 
 
-def _keyframes(args: argparse.Namespace, model: KeyframeModel, tagger: Tagger) -> None:
-    image = _read_image(args.image)
-    prompt = args.prompt if args.prompt is not None else tagger.tag(image)
+def _tag(args: argparse.Namespace, scratch: Path) -> None:
+    print(Tagger.from_pretrained(_sources(args, scratch).tagger).tag(read_image(args.image)))
+
+
+def _keyframes(args: argparse.Namespace, scratch: Path) -> None:
+    sources = _sources(args, scratch)
+    image = read_image(args.image)
+    device = pick_device(args.device)
+    model = KeyframeModel.from_pretrained(sources.keyframe_model, device=device, dtype=pick_dtype(args.dtype, device))
+    prompt = args.prompt if args.prompt is not None else Tagger.from_pretrained(sources.tagger).tag(image)
     print(f"prompt: {prompt}", file=sys.stderr)
     with tqdm(total=args.steps, desc="keyframes", unit="step") as bar:
 
@@ -79,9 +81,126 @@ def _keyframes(args: argparse.Namespace, model: KeyframeModel, tagger: Tagger) -
         )
     args.output.mkdir(parents=True, exist_ok=True)
     for index, (undo_step, keyframe) in enumerate(zip(args.undo_steps, keyframes, strict=True)):
-        path = args.output / f"keyframe_{index:02d}_undo{undo_step:03d}.png"
-        Image.fromarray(keyframe).save(path)
-        print(path)
+        print(_save_keyframe(args.output, index, undo_step, keyframe))
+
+
+def _save_keyframe(folder: Path, index: int, undo_step: int, image: np.ndarray) -> Path:
+    path = folder / f"keyframe_{index:02d}_undo{undo_step:03d}.png"
+    Image.fromarray(image).save(path)
+    return path
+
+
+def _render_settings(args: argparse.Namespace) -> RenderSettings:
+    """RenderSettings defaults, then --settings, then each flag given."""
+    values: dict[str, Any] = {}
+    if args.settings is not None:
+        text = args.settings if args.settings.lstrip().startswith("{") else _read_text(Path(args.settings))
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise InvalidInputError(f"--settings is not valid JSON: {error}") from error
+        if not isinstance(values, dict):
+            raise InvalidInputError("--settings must be a JSON object of RenderSettings fields.")
+    values |= {name: getattr(args, name) for name in RenderSettings.model_fields if hasattr(args, name)}
+    try:
+        return RenderSettings.model_validate(values)
+    except ValidationError as error:
+        raise InvalidInputError(f"invalid settings:\n{describe_validation_error(error)}") from error
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as error:
+        raise InvalidInputError(f"Cannot read the settings file {path}: {error}") from error
+
+
+class _ProgressDisplay:
+    """A progress bar per stage, the overall ETA beside it, and each keyframe saved as it arrives."""
+
+    def __init__(self, keyframe_folder: Path):
+        self.keyframe_folder = keyframe_folder
+        self.bar: tqdm | None = None
+
+    def __call__(self, event: RenderEvent) -> None:
+        if isinstance(event, StepFinished):
+            if self.bar is None:
+                unit = "frame" if event.stage is Stage.ENCODING else "step"
+                self.bar = tqdm(total=event.total, desc=str(event.stage), unit=unit, file=sys.stderr)
+            self.bar.update(event.step - self.bar.n)
+            if event.eta_seconds is not None:
+                self.bar.set_postfix_str(f"{event.progress:.0%} of the job, about {event.eta_seconds:.0f} s left")
+        elif isinstance(event, StageFinished) and self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        elif isinstance(event, PromptReady):
+            tqdm.write(f"prompt: {event.prompt}", file=sys.stderr)
+        elif isinstance(event, KeyframeReady):
+            path = _save_keyframe(self.keyframe_folder, event.index, event.undo_step, event.image)
+            tqdm.write(f"keyframe: {path}", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _render(args: argparse.Namespace, scratch: Path) -> None:
+    settings = _render_settings(args)
+    if args.output.suffix.lower() != ".mp4":
+        raise InvalidInputError(f"-o must name an .mp4 file, got {args.output}.")
+    image = read_image(args.image)
+    started = time.monotonic()
+    if args.tiny:
+        pipeline = tiny_pipeline(scratch, device=args.device, dtype=args.dtype)
+    else:
+        pipeline = PaintsUndoPipeline.from_pretrained(_sources(args, scratch), device=args.device, dtype=args.dtype)
+    print(f"models loaded in {time.monotonic() - started:.1f} s", file=sys.stderr)
+
+    keyframe_folder = args.output.with_name(f"{args.output.stem}_keyframes")
+    try:
+        keyframe_folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InvalidInputError(f"Cannot write beside {args.output}: {error}") from error
+
+    display = _ProgressDisplay(keyframe_folder)
+    try:
+        result = pipeline.render(image, args.output, settings, on_event=display)
+    finally:
+        display.close()
+    _print_summary(result, time.monotonic() - started)
+
+
+def _print_summary(result: RenderResult, seconds: float) -> None:
+    frames = len(result.frames)
+    print(
+        f"{result.video}: {frames} frames, {result.width}x{result.height}, {result.fps} fps "
+        f"({frames / result.fps:.2f} s of video), made in {seconds:.0f} s",
+        file=sys.stderr,
+    )
+    print(result.video)
+
+
+def _flag_type(annotation: Any) -> Any:
+    """How a RenderSettings field is read from the command line."""
+    if annotation in (int, float):
+        return annotation
+    if typing.get_origin(annotation) is list:
+        return lambda text: [int(item) for item in text.split(",")]
+    return str
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("render settings (RenderSettings; flags override --settings)")
+    group.add_argument("--settings", help="RenderSettings as a JSON object, or the path of a JSON file holding one")
+    for name, field in RenderSettings.model_fields.items():
+        default = ",".join(map(str, field.default)) if isinstance(field.default, list) else field.default
+        group.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            type=_flag_type(field.annotation),
+            default=argparse.SUPPRESS,
+            help=f"{field.description} Default: {default}.",
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -89,45 +208,65 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("image", type=Path, help="the finished picture (PNG, JPEG, WebP, ...)")
-    common.add_argument("--tiny", action="store_true", help="use generated random-weight test checkpoints")
-    common.add_argument("--tagger", default=TAGGER_REPO, help="tagger folder or Hugging Face repo id")
-    common.add_argument("--keyframe-model", default=KEYFRAME_REPO, help="keyframe model folder or repo id")
-    common.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu' or 'cuda[:N]'")
+    models = common.add_argument_group("models (Hugging Face repo ids by default)")
+    models.add_argument("--tiny", action="store_true", help="use generated random-weight test checkpoints")
+    models.add_argument(
+        "--model-dir",
+        type=Path,
+        help="folder holding wd-v1-4-moat-tagger-v2/, paints_undo_single_frame/ and paints_undo_multi_frame/",
+    )
+    models.add_argument("--tagger", help="tagger folder or repo id (overrides --model-dir)")
+    models.add_argument("--keyframe-model", help="keyframe model folder or repo id (overrides --model-dir)")
+    models.add_argument("--interpolation-model", help="interpolation model folder or repo id (overrides --model-dir)")
+    models.add_argument("--device", default="auto", help="'auto' (CUDA when available), 'cpu' or 'cuda[:N]'")
+    models.add_argument("--dtype", default="auto", help="'auto' (bfloat16 on CUDA, float32 on CPU), or a dtype name")
 
     commands.add_parser("tag", parents=[common], help="print the prompt the tagger writes for IMAGE")
+
+    render = commands.add_parser("render", parents=[common], help="write the drawing process of IMAGE as an MP4")
+    render.add_argument(
+        "-o", "--output", type=Path, required=True, help="the .mp4 to write; keyframe PNGs go to OUT_keyframes/"
+    )
+    _add_settings_flags(render)
+
     keyframes = commands.add_parser("keyframes", parents=[common], help="write earlier states of IMAGE as PNGs")
     keyframes.add_argument("-o", "--output", type=Path, required=True, help="folder for the keyframe PNGs")
     keyframes.add_argument("--prompt", default=None, help="prompt (default: written by the tagger)")
-    keyframes.add_argument("--negative-prompt", default=DEFAULT_NEGATIVE_PROMPT)
+    keyframes.add_argument("--negative-prompt", default=DEFAULTS.negative_prompt)
     keyframes.add_argument(
         "--undo-steps",
-        type=lambda text: [int(step) for step in text.split(",")],
-        default=DEFAULT_UNDO_STEPS,
+        type=_flag_type(list[int]),
+        default=DEFAULTS.undo_steps,
         help="comma-separated operation steps 0..999 (default: 400,600,800,900,950,999)",
     )
-    keyframes.add_argument("--width", type=int, default=512)
-    keyframes.add_argument("--height", type=int, default=640)
-    keyframes.add_argument("--steps", type=int, default=50)
-    keyframes.add_argument("--cfg", type=float, default=3.0)
-    keyframes.add_argument("--seed", type=int, default=12345)
+    keyframes.add_argument("--width", type=int, default=DEFAULTS.width)
+    keyframes.add_argument("--height", type=int, default=DEFAULTS.height)
+    keyframes.add_argument("--steps", type=int, default=DEFAULTS.keyframe_steps)
+    keyframes.add_argument("--cfg", type=float, default=DEFAULTS.keyframe_cfg)
+    keyframes.add_argument("--seed", type=int, default=DEFAULTS.keyframe_seed)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.tiny:
+        print(TINY_WARNING, file=sys.stderr)
     try:
         with tempfile.TemporaryDirectory(prefix="paints-undo-tiny-") as scratch:
-            model, tagger = _load(args, Path(scratch))
-            if args.command == "tag":
-                print(tagger.tag(_read_image(args.image)))
-            else:
-                _keyframes(args, model, tagger)
+            command = {"tag": _tag, "keyframes": _keyframes, "render": _render}[args.command]
+            command(args, Path(scratch))
     except InvalidInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except CheckpointError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CHECKPOINT
+    except ModelCoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
 
 
