@@ -2,14 +2,16 @@
 
 Random weights generate noise, not drawings: these exist to exercise loading and every code path
 on a CPU in seconds. Nothing loads them unless asked to by name (`write_tiny_*`, `--tiny`).
-Output is deterministic for a seed.
+Output is deterministic for a seed. Also: `tiny_pipeline`, and MP4 readers that tests check videos with.
 """
 
 import csv
 import json
+import struct
 from pathlib import Path
 from typing import Any
 
+import imageio_ffmpeg
 import numpy as np
 import onnx
 import torch
@@ -261,3 +263,26 @@ def tiny_pipeline(folder: str | Path, *, device: str = "cpu", dtype: str = "auto
     return PaintsUndoPipeline.from_pretrained(
         write_tiny_models(folder), device=device, dtype=dtype, buckets=configs.TINY_BUCKETS
     )
+
+
+def read_mp4(path: str | Path) -> tuple[dict[str, Any], np.ndarray]:
+    """Decode a video with the bundled ffmpeg: its metadata (codec, pix_fmt, fps, size as (width, height),
+    duration) and its (T, H, W, 3) uint8 RGB frames."""
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    width, height = meta["size"]
+    return meta, np.stack([np.frombuffer(frame, np.uint8).reshape(height, width, 3) for frame in reader])
+
+
+def mp4_boxes(path: str | Path) -> list[str]:
+    """The types of an MP4's top-level boxes, in file order ("moov" before "mdat" means faststart)."""
+    data, boxes, offset = Path(path).read_bytes(), [], 0
+    while offset < len(data):
+        size, kind = struct.unpack(">I4s", data[offset : offset + 8])
+        if size == 1:  # a 64-bit size follows the type
+            (size,) = struct.unpack(">Q", data[offset + 8 : offset + 16])
+        if size < 8:
+            raise ValueError(f"{path}: bad MP4 box size {size} at byte {offset}.")
+        boxes.append(kind.decode("ascii"))
+        offset += size
+    return boxes

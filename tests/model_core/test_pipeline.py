@@ -1,8 +1,5 @@
 """PaintsUndoPipeline on the tiny checkpoints: the video, its composition, events and cancellation."""
 
-from pathlib import Path
-
-import imageio_ffmpeg
 import numpy as np
 import pytest
 
@@ -21,6 +18,7 @@ from model_core.images import find_best_bucket, resize_and_center_crop
 from model_core.pipeline import ModelSources, PaintsUndoPipeline
 from model_core.settings import RenderSettings
 from model_core.tagger import Tagger
+from model_core.testing import mp4_boxes, read_mp4
 
 SETTINGS = RenderSettings(
     undo_steps=[300, 700, 999], width=256, height=320, keyframe_steps=2, video_steps=2, fps=5, video_seed=7
@@ -43,23 +41,6 @@ def rendered(pipeline, picture, tmp_path_factory):
     return result, events
 
 
-def read_mp4(path: Path) -> tuple[dict, np.ndarray]:
-    reader = imageio_ffmpeg.read_frames(str(path))
-    meta = next(reader)
-    width, height = meta["size"]
-    return meta, np.stack([np.frombuffer(frame, np.uint8).reshape(height, width, 3) for frame in reader])
-
-
-def top_level_boxes(path: Path) -> list[str]:
-    data, boxes, offset = path.read_bytes(), [], 0
-    while offset < len(data):
-        size, kind = int.from_bytes(data[offset : offset + 4], "big"), data[offset + 4 : offset + 8].decode()
-        size = int.from_bytes(data[offset + 8 : offset + 16], "big") if size == 1 else size
-        boxes.append(kind)
-        offset += size
-    return boxes
-
-
 def test_video_is_a_browser_playable_h264_mp4_of_every_frame(rendered):
     result, _ = rendered
     meta, frames = read_mp4(result.video)
@@ -68,7 +49,7 @@ def test_video_is_a_browser_playable_h264_mp4_of_every_frame(rendered):
     assert meta["codec"] == "h264" and meta["pix_fmt"].startswith("yuv420p")
     assert meta["fps"] == SETTINGS.fps and meta["size"] == (clip_width, clip_height)
     assert (result.width, result.height) == (clip_width, clip_height)
-    assert top_level_boxes(result.video).index("moov") < top_level_boxes(result.video).index("mdat")
+    assert mp4_boxes(result.video).index("moov") < mp4_boxes(result.video).index("mdat")
     # Lossy, but the same pictures: the tiny models' noise is the hardest case for the encoder.
     assert np.abs(frames.astype(int) - result.frames).mean() < 12
 

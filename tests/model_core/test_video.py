@@ -1,11 +1,10 @@
-import struct
 from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
 import pytest
 
 from model_core.errors import InvalidInputError, VideoEncodingError
+from model_core.testing import mp4_boxes, read_mp4
 from model_core.video import write_mp4
 
 FRAMES, HEIGHT, WIDTH = 30, 48, 64
@@ -24,26 +23,6 @@ def mp4(frames, tmp_path_factory) -> Path:
     return write_mp4(frames, tmp_path_factory.mktemp("video") / "clip.mp4", fps=6)
 
 
-def read_mp4(path: Path) -> tuple[dict, np.ndarray]:
-    reader = imageio_ffmpeg.read_frames(str(path))
-    meta = next(reader)
-    width, height = meta["size"]
-    return meta, np.stack([np.frombuffer(frame, np.uint8).reshape(height, width, 3) for frame in reader])
-
-
-def top_level_boxes(path: Path) -> list[str]:
-    data, boxes, offset = path.read_bytes(), [], 0
-    while offset < len(data):
-        size, kind = struct.unpack(">I4s", data[offset : offset + 8])
-        if size == 1:
-            (size,) = struct.unpack(">Q", data[offset + 8 : offset + 16])
-        assert size >= 8, f"bad box size {size} at {offset}"
-        boxes.append(kind.decode("ascii"))
-        offset += size
-    assert offset == len(data)
-    return boxes
-
-
 def test_round_trip_is_browser_playable_h264_close_to_the_input(frames, mp4):
     meta, decoded = read_mp4(mp4)
     assert meta["codec"] == "h264" and meta["pix_fmt"].startswith("yuv420p")
@@ -55,7 +34,7 @@ def test_round_trip_is_browser_playable_h264_close_to_the_input(frames, mp4):
 
 
 def test_index_comes_before_the_media_data(mp4):
-    boxes = top_level_boxes(mp4)
+    boxes = mp4_boxes(mp4)
     assert boxes[0] == "ftyp"
     assert boxes.index("moov") < boxes.index("mdat")
 
