@@ -148,6 +148,8 @@ class PaintsUndoPipeline:
         output = Path(output)
         if output.suffix.lower() != ".mp4":
             raise InvalidInputError(f"The video is written as MP4: give an output path ending in .mp4, got {output}.")
+        if not output.parent.is_dir():  # found now, not after minutes of sampling
+            raise InvalidInputError(f"The folder of {output} does not exist: create it first.")
 
         clip_height, clip_width = find_best_bucket(settings.height, settings.width, self.buckets)
         progress = RenderProgress(

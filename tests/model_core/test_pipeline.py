@@ -168,6 +168,8 @@ def test_bad_calls_are_refused_before_any_work(pipeline, picture, tmp_path):
     events = []
     with pytest.raises(InvalidInputError, match="ending in .mp4"):
         pipeline.render(picture, tmp_path / "v.avi", SETTINGS, on_event=events.append)
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        pipeline.render(picture, tmp_path / "absent" / "v.mp4", SETTINGS, on_event=events.append)
     with pytest.raises(InvalidInputError, match="RenderSettings"):
         pipeline.render(picture, tmp_path / "v.mp4", {"fps": 4}, on_event=events.append)
     with pytest.raises(InvalidInputError, match="uint8"):
