@@ -33,6 +33,7 @@ from model_core.samplers import SamplerStep
 from model_core.settings import RenderSettings, describe_validation_error
 from model_core.tagger import Tagger
 from model_core.testing import tiny_pipeline, write_tiny_models
+from model_core.video import check_mp4_path
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CHECKPOINT, EXIT_INTERRUPTED = 1, 2, 3, 130
 TINY_WARNING = "--tiny: random-weight test checkpoints; the output is noise, not a drawing."
@@ -146,8 +147,7 @@ class _ProgressDisplay:
 
 def _render(args: argparse.Namespace, scratch: Path) -> None:
     settings = _render_settings(args)
-    if args.output.suffix.lower() != ".mp4":
-        raise InvalidInputError(f"-o must name an .mp4 file, got {args.output}.")
+    check_mp4_path(args.output)
     image = read_image(args.image)
     started = time.monotonic()
     if args.tiny:

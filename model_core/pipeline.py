@@ -29,7 +29,7 @@ from model_core.progress import CancelCheck, EventCallback, RenderProgress
 from model_core.samplers import SamplerStep
 from model_core.settings import CLIP_FRAMES, RenderSettings
 from model_core.tagger import TAGGER_REPO, Tagger
-from model_core.video import write_mp4
+from model_core.video import check_mp4_path, write_mp4
 
 # Shares of the work that are not sampler steps, relative to all sampling. The sampling stages
 # cost about the same per pixel and step (the keyframe UNet at 640x512 and the video UNet at
@@ -145,9 +145,7 @@ class PaintsUndoPipeline:
         settings = RenderSettings() if settings is None else settings
         if not isinstance(settings, RenderSettings):
             raise InvalidInputError(f"settings must be a RenderSettings, got {type(settings).__name__}.")
-        output = Path(output)
-        if output.suffix.lower() != ".mp4":
-            raise InvalidInputError(f"The video is written as MP4: give an output path ending in .mp4, got {output}.")
+        output = check_mp4_path(output)
         if not output.parent.is_dir():  # found now, not after minutes of sampling
             raise InvalidInputError(f"The folder of {output} does not exist: create it first.")
 

@@ -24,6 +24,14 @@ MAX_FPS = 240
 FrameCallback = Callable[[int, int], None]  # (frames written, total)
 
 
+def check_mp4_path(path: str | Path) -> Path:
+    """The path as a Path, if it names an .mp4 file (checked before a render, not after it)."""
+    path = Path(path)
+    if path.suffix.lower() != ".mp4":
+        raise InvalidInputError(f"The video is written as MP4: give an output path ending in .mp4, got {path}.")
+    return path
+
+
 def write_mp4(
     frames: np.ndarray,
     path: str | Path,
