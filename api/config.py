@@ -1,0 +1,38 @@
+"""The API's settings: the shared service settings plus keys and limits (environment, prefix PAINTS_UNDO_)."""
+
+import hashlib
+
+from pydantic import Field, field_validator
+
+from worker.config import CommaList, ServiceSettings, split_commas
+
+
+def key_owner(api_key: str) -> str:
+    """The id jobs are filed under for a key: a hash, so the key itself is never stored."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:32]
+
+
+class ApiSettings(ServiceSettings):
+    api_keys: CommaList = Field(
+        description="Comma-separated bearer keys; each sees only its own jobs. Required.", repr=False
+    )
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest accepted image file.")
+    max_pixels: int = Field(
+        40_000_000, ge=4096, description="Largest accepted width x height, checked before decoding."
+    )
+    max_active_jobs: int = Field(4, ge=1, description="Queued plus running jobs per API key.")
+
+    _split_keys = field_validator("api_keys", mode="before")(split_commas)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _require_keys(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
+        if not keys:
+            raise ValueError("set PAINTS_UNDO_API_KEYS to one or more comma-separated API keys")
+        if short := [key for key in keys if len(key) < 16]:
+            raise ValueError(f"{len(short)} API key(s) are shorter than 16 characters; use long random keys")
+        return keys
+
+    def owners(self) -> dict[str, str]:
+        """owner id by the SHA-256 of each key: what the API keeps in memory instead of the keys."""
+        return {hashlib.sha256(key.encode()).hexdigest(): key_owner(key) for key in self.api_keys}

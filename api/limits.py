@@ -1,0 +1,43 @@
+"""Refusing request bodies over the upload limit while they stream in, with the API's JSON error."""
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import error_response
+
+# Room for the multipart framing and the text fields around the image.
+FORM_OVERHEAD_BYTES = 256 * 1024
+
+
+class BodySizeLimit:
+    """A declared Content-Length over the limit is refused before reading; a streamed body once it passes it."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            response = error_response(413, "upload_too_large", self.message)
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                # FastAPI passes HTTPExceptions raised while reading the body on to the error handlers.
+                raise HTTPException(413, self.message)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    @property
+    def message(self) -> str:
+        return f"the request body is larger than {self.max_bytes} bytes"

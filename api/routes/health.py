@@ -1,0 +1,53 @@
+"""Liveness, readiness and metrics: /healthz, /readyz, /metrics (no API key)."""
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+
+from api.deps import ServicesDep
+from api.errors import ErrorResponse, error_response
+from worker.storage import StorageError
+
+router = APIRouter(tags=["health"])
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    redis: str
+    storage: str
+    workers: list[dict]
+
+
+@router.get("/healthz", response_model=Health)
+def healthz() -> Health:
+    """The API process is up."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Readiness, responses={503: {"model": ErrorResponse}})
+def readyz(services: ServicesDep) -> Readiness | Response:
+    """Redis and storage are reachable; also lists the render workers and their state (loading, ready, busy, failed)."""
+    problems = []
+    try:
+        services.store.redis.ping()
+        workers = services.store.worker_states()
+    except Exception as err:  # any failure here means not ready, and says why
+        problems.append(f"redis: {err}")
+        workers = []
+    try:
+        services.storage.check()
+    except StorageError as err:
+        problems.append(f"storage: {err}")
+    if problems:
+        return error_response(503, "not_ready", "; ".join(problems))
+    return Readiness(status="ready", redis="ok", storage="ok", workers=workers)
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+def metrics(request: Request) -> Response:
+    """Prometheus: queue depth, jobs by status, stage durations, failures by code, render workers by state."""
+    return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)

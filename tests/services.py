@@ -1,0 +1,100 @@
+"""Real servers for tests, started as subprocesses on free loopback ports.
+
+Imported as `services`: tests/ is on sys.path because tests/conftest.py sits there without an __init__.py.
+"""
+
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (and, closed again, refuses connections)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 20.0) -> None:
+    """Returns once `url` answers any HTTP status; raises if `process` exits or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except urllib.error.HTTPError:
+            return  # an error status is an answer
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError(f"{process.args} exited with {process.returncode} before answering") from None
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{process.args} did not answer at {url} within {timeout} s") from None
+            time.sleep(0.1)
+
+
+@contextmanager
+def start_moto_server() -> Iterator[str]:
+    """moto's standalone S3 (and other AWS) server; yields its endpoint URL, e.g. http://127.0.0.1:PORT."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    # A file, not a pipe: the server logs every request, and a pipe nobody reads would block it when full.
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-p", str(port), "-H", "127.0.0.1"], stdout=log, stderr=log
+        )
+        try:
+            try:
+                wait_for_http(url, process)
+            except (RuntimeError, TimeoutError) as exc:
+                log.seek(0)
+                raise RuntimeError(f"{exc}; its output:\n{log.read().decode(errors='replace')[-4000:]}") from exc
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextmanager
+def start_redis_server() -> Iterator[str]:
+    """A private redis-server (no persistence) on a free port; yields its URL, redis://127.0.0.1:PORT/0.
+
+    Tests get their own server so they never touch, or flush, data in the machine's Redis.
+    """
+    port = free_port()
+    with tempfile.TemporaryDirectory() as folder:
+        process = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            cwd=folder,
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            wait_for_port(port, process)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 20.0) -> None:
+    """Returns once something accepts TCP connections on 127.0.0.1:`port`; raises if `process` exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError(f"{process.args} exited with {process.returncode}") from None
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on port {port} after {timeout} s") from None
+            time.sleep(0.05)

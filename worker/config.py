@@ -1,0 +1,79 @@
+"""The service's settings, read from the environment in this one place (prefix PAINTS_UNDO_).
+
+`ServiceSettings` is what the render and webhook workers need; the API extends it with its own
+(`api.config.ApiSettings`). Light: no torch, so the API can import it.
+"""
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+RENDER_QUEUE = "render"
+WEBHOOK_QUEUE = "webhooks"
+TINY_MODEL = "tiny"
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+def split_commas(value: object) -> object:
+    """`a, b,c` → ("a", "b", "c"); empty items are dropped."""
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PAINTS_UNDO_", frozen=True, extra="ignore")
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Job records, events and the Celery broker.")
+    storage_url: str = Field(
+        "file://./data",
+        description="Where inputs and results go: s3://bucket/prefix, or file://FOLDER for one machine.",
+    )
+    s3_endpoint_url: str | None = Field(None, description="An S3-compatible server (MinIO); None means AWS.")
+    s3_public_endpoint_url: str | None = Field(
+        None, description="The same server as clients reach it, for presigned URLs; default s3_endpoint_url."
+    )
+    url_expiry_seconds: int = Field(3600, ge=60, le=7 * 86400, description="Lifetime of a result URL.")
+    url_secret: SecretStr | None = Field(
+        None,
+        description="Signs file:// storage URLs; None keeps a generated one in the storage folder (one machine).",
+    )
+    port: int = Field(8000, ge=1, le=65535, validation_alias=AliasChoices("PORT", "PAINTS_UNDO_PORT"))
+    public_url: str | None = Field(
+        None, description="Base URL clients reach the API at (file:// storage URLs); default http://127.0.0.1:PORT."
+    )
+    retention_seconds: int = Field(7 * 86400, ge=1, description="A finished job's files and record are then deleted.")
+    sweep_interval_seconds: float = Field(60, gt=0, description="How often the webhook worker deletes expired jobs.")
+
+    webhook_secret: SecretStr | None = Field(None, description="whsec_<base64>; webhooks are refused without it.")
+    webhook_allowed_hosts: CommaList = Field((), description="Hosts exempt from the private-network refusal.")
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=60, description="Per delivery attempt.")
+    webhook_retry_seconds: int = Field(3600, ge=0, description="Retries of a failed delivery stop after this long.")
+    webhook_backoff_seconds: float = Field(
+        5.0, gt=0, description="Largest delay before the first retry; doubles each retry (full jitter, 10 min cap)."
+    )
+
+    model: str = Field(
+        "lllyasviel",
+        description="`tiny` (random weights, tests and demos), a folder, or the Hugging Face owner of the repos.",
+    )
+    tagger: str = Field("SmilingWolf/wd-v1-4-moat-tagger-v2", description="Tagger repo id when `model` is an owner.")
+    model_cache: Path | None = Field(None, description="Hugging Face cache folder; `tiny` writes its files here.")
+    device: str = "auto"
+    dtype: str = "auto"
+
+    job_soft_time_limit: int = Field(3600, ge=10, description="A job still running then fails with code `timeout`.")
+    job_time_limit: int = Field(3900, ge=20, description="The worker process is killed then.")
+    visibility_timeout: int = Field(
+        7200, ge=30, description="An unacknowledged job is redelivered after this (a worker host that vanished)."
+    )
+    max_attempts: int = Field(3, ge=1, le=10, description="A job whose worker died this many times fails.")
+
+    _split_hosts = field_validator("webhook_allowed_hosts", mode="before")(split_commas)
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://127.0.0.1:{self.port}").rstrip("/")

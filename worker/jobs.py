@@ -1,0 +1,525 @@
+"""Job records, per-job event streams and indexes in Redis: the state the API and the workers share.
+
+Celery carries the work (a message holding only the job id); this module holds what a client sees.
+Every status change is a WATCH/MULTI transaction that also appends its event, so a cancel racing a
+worker's start ends in exactly one of the two outcomes. Light: no torch.
+
+Keys (prefix `pu:`):
+  job:{id}              hash: the record (fields of `Job`)
+  job:{id}:keyframes    list of {"index", "undo_step", "key"} JSON, in arrival order
+  job:{id}:webhooks     list of delivery attempts (JSON), in order
+  job:{id}:events       stream of {"type", "data"}: what SSE clients read, resumable by entry id
+  owner:{owner}:jobs    sorted set of the owner's job ids; ids sort by creation time (newest = largest)
+  owner:{owner}:active  set of the owner's queued or running job ids (the active-jobs limit)
+  owner:{owner}:idem:{h} job id of an Idempotency-Key (hashed)
+  queued                sorted set of queued job ids by creation time (queue positions, queue depth)
+  expiry                sorted set of finished job ids by the time their record and files are deleted
+  worker:{name}         a render worker's state (JSON, expires unless refreshed): /readyz lists them
+  metrics:*             counters read by /metrics
+"""
+
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+PREFIX = "pu:"
+QUEUED_KEY = PREFIX + "queued"
+EXPIRY_KEY = PREFIX + "expiry"
+STATUS_COUNTS_KEY = PREFIX + "metrics:status"
+FAILURES_KEY = PREFIX + "metrics:failures"
+STAGE_SECONDS_KEY = PREFIX + "metrics:stage_seconds"
+STAGE_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800)
+MAX_EVENTS = 10_000  # per job; a default render writes about 300
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    def is_terminal(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
+
+
+class EventType(StrEnum):
+    """Types of the entries of a job's event stream (SSE `event:` names). job.* ones are also webhook events."""
+
+    QUEUED = "job.queued"
+    STARTED = "job.started"
+    STAGE_STARTED = "stage.started"
+    STAGE_FINISHED = "stage.finished"
+    PROGRESS = "job.progress"
+    PROMPT = "job.prompt"
+    KEYFRAME = "job.keyframe"
+    SUCCEEDED = "job.succeeded"
+    FAILED = "job.failed"
+    CANCELED = "job.canceled"
+
+    def is_terminal(self) -> bool:
+        return self in (EventType.SUCCEEDED, EventType.FAILED, EventType.CANCELED)
+
+
+TERMINAL_EVENTS = {
+    JobStatus.SUCCEEDED: EventType.SUCCEEDED,
+    JobStatus.FAILED: EventType.FAILED,
+    JobStatus.CANCELED: EventType.CANCELED,
+}
+
+
+class JobError(StrEnum):
+    """`error.code` of a failed job."""
+
+    INVALID_INPUT = "invalid_input"
+    RENDER_FAILED = "render_failed"
+    TIMEOUT = "timeout"
+    WORKER_LOST = "worker_lost"
+    STORAGE_UNAVAILABLE = "storage_unavailable"
+    MODEL_UNAVAILABLE = "model_unavailable"
+
+
+class TooManyActiveJobs(Exception):
+    def __init__(self, limit: int):
+        super().__init__(f"this API key already has {limit} queued or running jobs; wait for one to finish")
+        self.limit = limit
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before for a different request."""
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    index: int
+    undo_step: int
+    key: str
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str  # the stream entry id, SSE's event id
+    type: EventType
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    owner: str
+    status: JobStatus
+    settings: dict[str, Any]  # RenderSettings as JSON
+    input_key: str
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    stage: str | None = None
+    progress: float = 0.0
+    eta_seconds: float | None = None
+    prompt: str | None = None
+    video: dict[str, Any] | None = None  # {"key", "width", "height", "frames", "fps"}
+    error: dict[str, str] | None = None  # {"code", "message"}
+    attempts: int = 0
+    cancel_requested: bool = False
+    webhook_url: str | None = None
+    webhook_events: tuple[str, ...] = ()
+    request_hash: str = ""
+    keyframes: tuple[Keyframe, ...] = ()
+    webhook_attempts: tuple[dict[str, Any], ...] = field(default=())
+
+    @classmethod
+    def from_redis(cls, fields: dict[str, str], keyframes: list[str], attempts: list[str]) -> "Job":
+        def number(name: str) -> float | None:
+            return float(fields[name]) if fields.get(name) else None
+
+        return cls(
+            id=fields["id"],
+            owner=fields["owner"],
+            status=JobStatus(fields["status"]),
+            settings=json.loads(fields["settings"]),
+            input_key=fields["input_key"],
+            created_at=float(fields["created_at"]),
+            started_at=number("started_at"),
+            finished_at=number("finished_at"),
+            stage=fields.get("stage") or None,
+            progress=float(fields.get("progress") or 0),
+            eta_seconds=number("eta_seconds"),
+            prompt=fields.get("prompt"),
+            video=json.loads(fields["video"]) if fields.get("video") else None,
+            error=json.loads(fields["error"]) if fields.get("error") else None,
+            attempts=int(fields.get("attempts") or 0),
+            cancel_requested=fields.get("cancel_requested") == "1",
+            webhook_url=fields.get("webhook_url") or None,
+            webhook_events=tuple(filter(None, fields.get("webhook_events", "").split(","))),
+            request_hash=fields.get("request_hash", ""),
+            keyframes=tuple(Keyframe(**json.loads(item)) for item in keyframes),
+            webhook_attempts=tuple(json.loads(item) for item in attempts),
+        )
+
+
+def new_job_id(now: float) -> str:
+    """`job_` + 12 hex digits of milliseconds + 16 random hex digits: unique, and sorting ids sorts by creation."""
+    return f"job_{int(now * 1000):012x}{secrets.token_hex(8)}"
+
+
+def connect(url: str, retries: int = 20) -> redis.Redis:
+    """A client that retries lost connections with backoff: 20 retries ride out a Redis restart of about
+    half a minute instead of failing a job; the API uses few, to answer 503 quickly."""
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=5,
+        socket_timeout=30,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=retries),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
+
+
+# Storage keys of a job's files: all under one prefix, so deleting a job deletes them together.
+def job_prefix(job_id: str) -> str:
+    return f"jobs/{job_id}/"
+
+
+def input_key(job_id: str) -> str:
+    return f"jobs/{job_id}/input"
+
+
+def keyframe_key(job_id: str, index: int) -> str:
+    return f"jobs/{job_id}/keyframes/{index:02d}.png"
+
+
+def video_key(job_id: str) -> str:
+    return f"jobs/{job_id}/video.mp4"
+
+
+def job_key(job_id: str) -> str:
+    return f"{PREFIX}job:{job_id}"
+
+
+def keyframes_key(job_id: str) -> str:
+    return f"{PREFIX}job:{job_id}:keyframes"
+
+
+def webhooks_key(job_id: str) -> str:
+    return f"{PREFIX}job:{job_id}:webhooks"
+
+
+def events_key(job_id: str) -> str:
+    return f"{PREFIX}job:{job_id}:events"
+
+
+def owner_jobs_key(owner: str) -> str:
+    return f"{PREFIX}owner:{owner}:jobs"
+
+
+def owner_active_key(owner: str) -> str:
+    return f"{PREFIX}owner:{owner}:active"
+
+
+def idempotency_key(owner: str, key_hash: str) -> str:
+    return f"{PREFIX}owner:{owner}:idem:{key_hash}"
+
+
+class JobStore:
+    def __init__(self, client: redis.Redis, retention_seconds: int):
+        self.redis = client
+        self.retention_seconds = retention_seconds
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def get(self, job_id: str, owner: str | None = None) -> Job | None:
+        """The job, or None when it does not exist or (given `owner`) belongs to someone else."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(job_key(job_id))
+            pipe.lrange(keyframes_key(job_id), 0, -1)
+            pipe.lrange(webhooks_key(job_id), 0, -1)
+            fields, keyframes, attempts = pipe.execute()
+        if not fields or (owner is not None and fields["owner"] != owner):
+            return None
+        return Job.from_redis(fields, keyframes, attempts)
+
+    def list_for_owner(self, owner: str, limit: int, before: str | None = None) -> list[Job]:
+        """The owner's jobs, newest first, starting after the job id `before` (the previous page's last)."""
+        high = f"({before}" if before else "+"
+        ids = self.redis.zrevrangebylex(owner_jobs_key(owner), high, "-", start=0, num=limit)
+        jobs = [self.get(job_id) for job_id in ids]
+        return [job for job in jobs if job is not None]
+
+    def queue_position(self, job_id: str) -> int | None:
+        """1 for the next job a worker takes; None when not queued."""
+        rank = self.redis.zrank(QUEUED_KEY, job_id)
+        return None if rank is None else rank + 1
+
+    def cancel_requested(self, job_id: str) -> bool:
+        """True when a cancel was asked for, or the job was deleted."""
+        job_id_field, flag = self.redis.hmget(job_key(job_id), ["id", "cancel_requested"])
+        return job_id_field is None or flag == "1"
+
+    def find_idempotent(self, owner: str, key_hash: str) -> Job | None:
+        job_id = self.redis.get(idempotency_key(owner, key_hash))
+        return self.get(job_id) if job_id else None
+
+    # --- creating ------------------------------------------------------------------------------
+
+    def create(self, job: Job, *, max_active: int, idempotency_hash: str | None = None) -> tuple[Job, bool]:
+        """Store a new queued job; returns (job, True), or (the earlier job, False) for a repeated Idempotency-Key.
+
+        Raises TooManyActiveJobs, or IdempotencyConflict when the key was used for a different request.
+        """
+        idem = idempotency_key(job.owner, idempotency_hash) if idempotency_hash else None
+        active = owner_active_key(job.owner)
+        watched = [active] + ([idem] if idem else [])
+
+        def transaction(pipe: redis.client.Pipeline) -> tuple[str, bool]:
+            if idem and (earlier := pipe.get(idem)):
+                earlier_hash = pipe.hget(job_key(earlier), "request_hash")
+                if earlier_hash is not None:
+                    if earlier_hash != job.request_hash:
+                        raise IdempotencyConflict()
+                    return earlier, False
+            if pipe.scard(active) >= max_active:
+                raise TooManyActiveJobs(max_active)
+            pipe.multi()
+            pipe.hset(job_key(job.id), mapping=self._record_fields(job))
+            pipe.zadd(owner_jobs_key(job.owner), {job.id: 0})
+            pipe.sadd(active, job.id)
+            pipe.zadd(QUEUED_KEY, {job.id: job.created_at})
+            pipe.hincrby(STATUS_COUNTS_KEY, JobStatus.QUEUED, 1)
+            self._add_event(pipe, job.id, EventType.QUEUED, {"status": "queued"})
+            if idem:
+                pipe.set(idem, job.id, ex=self.retention_seconds)
+            return job.id, True
+
+        job_id, created = self.redis.transaction(transaction, *watched, value_from_callable=True)
+        stored = self.get(job_id)
+        assert stored is not None
+        return stored, created
+
+    @staticmethod
+    def _record_fields(job: Job) -> dict[str, str]:
+        return {
+            "id": job.id,
+            "owner": job.owner,
+            "status": job.status,
+            "settings": json.dumps(job.settings),
+            "input_key": job.input_key,
+            "created_at": repr(job.created_at),
+            "progress": "0",
+            "attempts": "0",
+            "webhook_url": job.webhook_url or "",
+            "webhook_events": ",".join(job.webhook_events),
+            "request_hash": job.request_hash,
+        }
+
+    # --- status changes ------------------------------------------------------------------------
+
+    def _change(self, job_id: str, change: Callable[[Job, redis.client.Pipeline], bool]) -> tuple[Job | None, bool]:
+        """Run `change(job, pipe)` in a transaction watching the job record, after `pipe.multi()`.
+
+        `change` queues its writes and returns its verdict; (None, False) when the job does not exist.
+        """
+
+        def transaction(pipe: redis.client.Pipeline) -> bool:
+            fields = pipe.hgetall(job_key(job_id))
+            if not fields:
+                return False
+            pipe.multi()
+            return change(Job.from_redis(fields, [], []), pipe)
+
+        verdict = self.redis.transaction(transaction, job_key(job_id), value_from_callable=True)
+        return self.get(job_id), verdict
+
+    def _set_status(self, pipe: redis.client.Pipeline, job: Job, status: JobStatus) -> None:
+        pipe.hset(job_key(job.id), "status", status)
+        pipe.hincrby(STATUS_COUNTS_KEY, job.status, -1)
+        pipe.hincrby(STATUS_COUNTS_KEY, status, 1)
+
+    def _add_event(self, pipe: redis.client.Pipeline, job_id: str, type: EventType, data: dict[str, Any]) -> None:
+        pipe.xadd(events_key(job_id), {"type": str(type), "data": json.dumps(data)}, maxlen=MAX_EVENTS)
+
+    def start(self, job_id: str) -> Job | None:
+        """Mark a queued job running (or a running one whose worker died: an attempt again) and count the attempt.
+
+        None when the job is gone or already finished (a canceled job never starts).
+        """
+
+        def change(job: Job, pipe: redis.client.Pipeline) -> bool:
+            if job.status.is_terminal():
+                return False
+            self._set_status(pipe, job, JobStatus.RUNNING)
+            pipe.hset(job_key(job_id), mapping={"started_at": repr(time.time()), "stage": "", "progress": "0"})
+            pipe.hincrby(job_key(job_id), "attempts", 1)
+            pipe.delete(keyframes_key(job_id))  # a new attempt produces them again
+            pipe.zrem(QUEUED_KEY, job_id)
+            self._add_event(pipe, job_id, EventType.STARTED, {"status": "running", "attempt": job.attempts + 1})
+            return True
+
+        job, started = self._change(job_id, change)
+        return job if started else None
+
+    def requeue(self, job_id: str) -> bool:
+        """Put a running job back in the queue (its task is retried later); the attempt does not count."""
+
+        def change(job: Job, pipe: redis.client.Pipeline) -> bool:
+            if job.status != JobStatus.RUNNING:
+                return False
+            self._set_status(pipe, job, JobStatus.QUEUED)
+            pipe.hset(job_key(job_id), mapping={"stage": "", "progress": "0"})
+            pipe.hincrby(job_key(job_id), "attempts", -1)
+            pipe.zadd(QUEUED_KEY, {job_id: job.created_at})
+            self._add_event(pipe, job_id, EventType.QUEUED, {"status": "queued"})
+            return True
+
+        return self._change(job_id, change)[1]
+
+    def _end(
+        self,
+        pipe: redis.client.Pipeline,
+        job: Job,
+        status: JobStatus,
+        video: dict[str, Any] | None = None,
+        error: dict[str, str] | None = None,
+    ) -> None:
+        now = time.time()
+        fields = {"finished_at": repr(now), "eta_seconds": ""}
+        if status == JobStatus.SUCCEEDED:
+            fields["progress"] = "1"
+        if video is not None:
+            fields["video"] = json.dumps(video)
+        if error is not None:
+            fields["error"] = json.dumps(error)
+            pipe.hincrby(FAILURES_KEY, error["code"], 1)
+        self._set_status(pipe, job, status)
+        pipe.hset(job_key(job.id), mapping=fields)
+        pipe.srem(owner_active_key(job.owner), job.id)
+        pipe.zrem(QUEUED_KEY, job.id)
+        pipe.zadd(EXPIRY_KEY, {job.id: now + self.retention_seconds})
+        self._add_event(pipe, job.id, TERMINAL_EVENTS[status], {"status": str(status), "error": error})
+
+    def finish(
+        self,
+        job_id: str,
+        status: JobStatus,
+        *,
+        video: dict[str, Any] | None = None,
+        error: dict[str, str] | None = None,
+    ) -> Job | None:
+        """Move an unfinished job to a terminal status; None when it was already finished (or is gone)."""
+        assert status.is_terminal()
+
+        def change(job: Job, pipe: redis.client.Pipeline) -> bool:
+            if job.status.is_terminal():
+                return False
+            self._end(pipe, job, status, video, error)
+            return True
+
+        job, ended = self._change(job_id, change)
+        return job if ended else None
+
+    def request_cancel(self, job_id: str) -> tuple[Job | None, bool]:
+        """Cancel: a queued job ends canceled now; a running one is flagged and its worker stops at the next step.
+
+        Returns (the job, True when it ended canceled by this call). Finished jobs are left as they are.
+        """
+
+        def change(job: Job, pipe: redis.client.Pipeline) -> bool:
+            if job.status == JobStatus.QUEUED:
+                self._end(pipe, job, JobStatus.CANCELED)
+                return True
+            if job.status == JobStatus.RUNNING:
+                pipe.hset(job_key(job_id), "cancel_requested", "1")
+            return False
+
+        return self._change(job_id, change)
+
+    # --- progress while running ----------------------------------------------------------------
+
+    # Writes of a running job land only while its record exists: a job deleted mid-render is not recreated.
+    _UPDATE_SCRIPT = """
+    if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+    if #ARGV > 4 then redis.call('HSET', KEYS[1], unpack(ARGV, 5)) end
+    if ARGV[4] ~= '' then redis.call('RPUSH', KEYS[3], ARGV[4]) end
+    return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'type', ARGV[1], 'data', ARGV[2])
+    """
+
+    def update(
+        self,
+        job_id: str,
+        fields: dict[str, str],
+        event: EventType,
+        data: dict[str, Any],
+        keyframe: Keyframe | None = None,
+    ) -> str | None:
+        """Set record fields, add a keyframe and append an event, atomically and only if the job still exists.
+
+        Returns the event's stream id, or None when the job is gone.
+        """
+        flat = [item for pair in fields.items() for item in pair]
+        keys = [job_key(job_id), events_key(job_id), keyframes_key(job_id)]
+        keyframe_json = json.dumps(keyframe.__dict__) if keyframe else ""
+        args = [str(event), json.dumps(data), MAX_EVENTS, keyframe_json, *flat]
+        return self.redis.eval(self._UPDATE_SCRIPT, len(keys), *keys, *args)
+
+    def add_webhook_attempt(self, job_id: str, attempt: dict[str, Any]) -> None:
+        if self.redis.exists(job_key(job_id)):
+            self.redis.rpush(webhooks_key(job_id), json.dumps(attempt))
+
+    def observe_stage_seconds(self, stage: str, seconds: float) -> None:
+        """One sample of the stage-duration histogram /metrics exposes."""
+        with self.redis.pipeline() as pipe:
+            for bound in STAGE_BUCKETS:
+                if seconds <= bound:
+                    pipe.hincrby(STAGE_SECONDS_KEY, f"{stage}:le:{bound}", 1)
+            pipe.hincrbyfloat(STAGE_SECONDS_KEY, f"{stage}:sum", seconds)
+            pipe.hincrby(STAGE_SECONDS_KEY, f"{stage}:count", 1)
+            pipe.execute()
+
+    # --- deleting ------------------------------------------------------------------------------
+
+    def delete(self, job_id: str) -> Job | None:
+        """Remove the record, its lists, events and index entries; returns what was removed.
+
+        One transaction watching the record, so a status change racing the delete cannot skew the counts.
+        """
+
+        def transaction(pipe: redis.client.Pipeline) -> Job | None:
+            fields = pipe.hgetall(job_key(job_id))
+            pipe.multi()
+            pipe.zrem(EXPIRY_KEY, job_id)
+            if not fields:
+                return None
+            job = Job.from_redis(fields, [], [])
+            pipe.delete(job_key(job_id), keyframes_key(job_id), webhooks_key(job_id), events_key(job_id))
+            pipe.zrem(owner_jobs_key(job.owner), job_id)
+            pipe.srem(owner_active_key(job.owner), job_id)
+            pipe.zrem(QUEUED_KEY, job_id)
+            pipe.hincrby(STATUS_COUNTS_KEY, job.status, -1)
+            return job
+
+        return self.redis.transaction(transaction, job_key(job_id), value_from_callable=True)
+
+    def expired(self, now: float, limit: int = 100) -> list[str]:
+        """Finished jobs whose retention has run out."""
+        return self.redis.zrangebyscore(EXPIRY_KEY, "-inf", now, start=0, num=limit)
+
+    # --- workers -------------------------------------------------------------------------------
+
+    def set_worker_state(self, name: str, state: dict[str, Any], ttl_seconds: int) -> None:
+        self.redis.set(f"{PREFIX}worker:{name}", json.dumps(state), ex=ttl_seconds)
+
+    def worker_states(self) -> list[dict[str, Any]]:
+        keys = sorted(self.redis.scan_iter(f"{PREFIX}worker:*", count=100))
+        return [json.loads(value) for value in self.redis.mget(keys) if value] if keys else []
+
+
+def parse_event(entry_id: str, fields: dict[str, str]) -> Event:
+    return Event(entry_id, EventType(fields["type"]), json.loads(fields["data"]))
