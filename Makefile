@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: test lint install clean
+.PHONY: run test lint install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,16 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 install: $(VENV)/.installed
+
+# The service on this machine: the API on $PORT (default 8000), one render worker and the webhook worker.
+# Needs PAINTS_UNDO_API_KEYS; PAINTS_UNDO_MODEL=tiny where the real weights are not downloaded. Ctrl+C stops all.
+run: install
+	mkdir -p data
+	$(BIN)/python -m api.preflight
+	trap 'kill 0' EXIT; \
+	$(BIN)/python -m worker.render_worker & \
+	$(BIN)/python -m worker.webhook_worker & \
+	$(BIN)/uvicorn --factory api.main:create_app --host 127.0.0.1 --port $${PORT:-8000}
 
 lint: install
 	$(BIN)/ruff check .

@@ -14,6 +14,8 @@ def key_owner(api_key: str) -> str:
 
 class ApiSettings(ServiceSettings):
     api_keys: CommaList = Field(
+        (),
+        validate_default=True,
         description="Comma-separated bearer keys; each sees only its own jobs. Required.", repr=False
     )
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest accepted image file.")
@@ -28,7 +30,7 @@ class ApiSettings(ServiceSettings):
     @classmethod
     def _require_keys(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
         if not keys:
-            raise ValueError("set PAINTS_UNDO_API_KEYS to one or more comma-separated API keys")
+            raise ValueError("not set; give one or more comma-separated API keys (16+ characters each)")
         if short := [key for key in keys if len(key) < 16]:
             raise ValueError(f"{len(short)} API key(s) are shorter than 16 characters; use long random keys")
         return keys
