@@ -279,8 +279,11 @@ def test_python_services_share_one_image_and_environment(compose: dict) -> None:
         s["build"] == {"context": ".", "dockerfile": "Dockerfile.gpu", "args": {"WITH_XFORMERS": "0"}} for s in services
     )
     assert len({s["image"] for s in services}) == 1
-    shared = {key: value for key, value in services[0]["environment"].items() if key != "PAINTS_UNDO_API_KEYS"}
-    assert all(s["environment"] == shared for s in services[1:])
+    # Beyond the shared environment: the API's keys, and the render worker's cold shutdown on SIGTERM.
+    own = {"PAINTS_UNDO_API_KEYS", "REMAP_SIGTERM"}
+    shared = {key: value for key, value in services[0]["environment"].items() if key not in own}
+    assert all({k: v for k, v in s["environment"].items() if k not in own} == shared for s in services[1:])
+    assert compose["services"]["worker"]["environment"]["REMAP_SIGTERM"] == "SIGQUIT"
     assert shared["PAINTS_UNDO_REDIS_URL"] == "redis://redis:6379/0"
     assert shared["PAINTS_UNDO_S3_ENDPOINT_URL"] == "http://minio:9000"
     assert shared["PAINTS_UNDO_S3_PUBLIC_ENDPOINT_URL"] == "http://localhost:9000"
