@@ -16,7 +16,8 @@ class ApiSettings(ServiceSettings):
     api_keys: CommaList = Field(
         (),
         validate_default=True,
-        description="Comma-separated bearer keys; each sees only its own jobs. Required.", repr=False
+        description="Comma-separated bearer keys; each sees only its own jobs. Required.",
+        repr=False,
     )
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest accepted image file.")
     max_pixels: int = Field(

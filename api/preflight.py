@@ -1,6 +1,6 @@
 """`make run`'s check before it starts anything: settings valid, an API key set, Redis and storage reachable.
 
-    python -m api.preflight    (exit status 1 with a message saying what to do)
+Run as `python -m api.preflight`; exit status 1 with a message saying what to do.
 """
 
 import sys
@@ -16,8 +16,9 @@ def main() -> None:
     try:
         settings = ApiSettings()
     except ValidationError as err:
-        problems = "\n".join(f"  PAINTS_UNDO_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in err.errors())
-        sys.exit(f"The service settings are not valid:\n{problems}\nExample: PAINTS_UNDO_API_KEYS=$(openssl rand -hex 24)")
+        problems = "\n".join(f"  PAINTS_UNDO_{str(e['loc'][0]).upper()}: {e['msg']}" for e in err.errors())
+        example = "Example: PAINTS_UNDO_API_KEYS=$(openssl rand -hex 24)"
+        sys.exit(f"The service settings are not valid:\n{problems}\n{example}")
     try:
         redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3).ping()
     except redis.RedisError as err:
