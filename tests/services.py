@@ -10,7 +10,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
@@ -21,21 +21,38 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for(ready: Callable[[], bool], process: subprocess.Popen, what: str, timeout: float = 20.0) -> None:
+    """Returns once `ready()`; raises if `process` exits first or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode} before {what}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{process.args}: no {what} within {timeout} s")
+        time.sleep(0.05)
+
+
+def answers_http(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=1).close()
+    except urllib.error.HTTPError:
+        return True  # an error status is an answer
+    except OSError:
+        return False
+    return True
+
+
+def accepts_tcp(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 20.0) -> None:
     """Returns once `url` answers any HTTP status; raises if `process` exits or `timeout` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=1).close()
-            return
-        except urllib.error.HTTPError:
-            return  # an error status is an answer
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError(f"{process.args} exited with {process.returncode} before answering") from None
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{process.args} did not answer at {url} within {timeout} s") from None
-            time.sleep(0.1)
+    wait_for(lambda: answers_http(url), process, f"an answer at {url}", timeout)
 
 
 @contextmanager
@@ -78,23 +95,8 @@ def start_redis_server() -> Iterator[str]:
             stdout=subprocess.DEVNULL,
         )
         try:
-            wait_for_port(port, process)
+            wait_for(lambda: accepts_tcp(port), process, f"a listener on port {port}")
             yield f"redis://127.0.0.1:{port}/0"
         finally:
             process.terminate()
             process.wait(timeout=10)
-
-
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 20.0) -> None:
-    """Returns once something accepts TCP connections on 127.0.0.1:`port`; raises if `process` exits first."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError(f"{process.args} exited with {process.returncode}") from None
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on port {port} after {timeout} s") from None
-            time.sleep(0.05)
