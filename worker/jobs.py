@@ -22,7 +22,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -133,7 +133,7 @@ class Job:
     webhook_events: tuple[str, ...] = ()
     request_hash: str = ""
     keyframes: tuple[Keyframe, ...] = ()
-    webhook_attempts: tuple[dict[str, Any], ...] = field(default=())
+    webhook_attempts: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def from_redis(cls, fields: dict[str, str], keyframes: list[str], attempts: list[str]) -> "Job":

@@ -101,9 +101,6 @@ def test_job_from_post_to_playable_mp4_with_signed_webhooks(stack: Stack, tmp_pa
         )
         keyframe = Image.open(io.BytesIO(httpx.get(done["keyframes"][0]["url"]).content))
         assert keyframe.format == "PNG" and keyframe.size == (256, 256)
-        assert (
-            job(client, body["id"])["video"]["url"] != video["url"] or True
-        )  # re-minted on read (same second may match)
 
     deliveries = wait_until(
         lambda: (d := stack.receiver.for_job(body["id"])) and d[-1].body["type"] == "job.succeeded" and d,
