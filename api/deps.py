@@ -4,6 +4,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Annotated
 
+import redis.asyncio
 from celery import Celery
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -20,6 +21,7 @@ class Services:
     settings: ApiSettings  # without its api_keys: only their hashes are kept (owners)
     owners: dict[str, str]  # owner id by SHA-256 of the key
     store: JobStore
+    events_redis: redis.asyncio.Redis  # the SSE streams' blocking reads, shared by all of them
     storage: Storage
     celery: Celery
     notifier: WebhookNotifier

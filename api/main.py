@@ -8,6 +8,7 @@ Never imports torch: jobs are handed to the render workers through Celery by tas
 import logging
 
 import redis
+import redis.asyncio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
@@ -48,6 +49,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         settings=settings,
         owners=owners,
         store=store,
+        events_redis=redis.asyncio.Redis.from_url(settings.redis_url, decode_responses=True),
         storage=storage,
         celery=celery,
         notifier=WebhookNotifier(celery, storage, settings),

@@ -4,7 +4,6 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-import redis.asyncio
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
@@ -27,23 +26,20 @@ def sse_message(event: Event, services: Services) -> str:
 
 
 async def event_stream(request: Request, services: Services, job_id: str, after: str) -> AsyncIterator[str]:
-    client = redis.asyncio.Redis.from_url(services.settings.redis_url, decode_responses=True)
-    try:
-        while not await request.is_disconnected():
-            reply = await client.xread({events_key(job_id): after}, count=100, block=KEEPALIVE_MS)
-            if not reply:
-                if not await client.exists(job_key(job_id)):
-                    return  # deleted
-                yield ": keep-alive\n\n"
-                continue
-            for entry_id, fields in reply[0][1]:
-                event = parse_event(entry_id, fields)
-                yield sse_message(event, services)
-                after = entry_id
-                if event.type.is_terminal():
-                    return
-    finally:
-        await client.aclose()
+    client = services.events_redis
+    while not await request.is_disconnected():
+        reply = await client.xread({events_key(job_id): after}, count=100, block=KEEPALIVE_MS)
+        if not reply:
+            if not await client.exists(job_key(job_id)):
+                return  # deleted
+            yield ": keep-alive\n\n"
+            continue
+        for entry_id, fields in reply[0][1]:
+            event = parse_event(entry_id, fields)
+            yield sse_message(event, services)
+            after = entry_id
+            if event.type.is_terminal():
+                return
 
 
 @router.get(
