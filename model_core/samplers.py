@@ -38,6 +38,7 @@ class DiscreteEpsSchedule:
         alphas_cumprod = torch.tensor(np.cumprod(1.0 - betas), dtype=torch.float32)
         self.sigmas = ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5
         self.log_sigmas = self.sigmas.log()
+        self._log_sigmas_on: dict[torch.device, torch.Tensor] = {self.log_sigmas.device: self.log_sigmas}
 
     @property
     def sigma_min(self) -> torch.Tensor:
@@ -48,9 +49,15 @@ class DiscreteEpsSchedule:
         return self.sigmas[-1]
 
     def timestep(self, sigma: torch.Tensor) -> torch.Tensor:
-        """The index of the nearest discrete level in log-sigma, per sample: (B,) float -> (B,) int64."""
-        distances = sigma.log().to(self.log_sigmas.device) - self.log_sigmas[:, None]
-        return distances.abs().argmin(dim=0).view(sigma.shape).to(sigma.device)
+        """The index of the nearest discrete level in log-sigma, per sample: (B,) float -> (B,) int64.
+
+        Computed on sigma's device (the levels are copied there once), so a sampler on the GPU never
+        waits for the host.
+        """
+        if sigma.device not in self._log_sigmas_on:
+            self._log_sigmas_on[sigma.device] = self.log_sigmas.to(sigma.device)
+        distances = sigma.log() - self._log_sigmas_on[sigma.device][:, None]
+        return distances.abs().argmin(dim=0).view(sigma.shape)
 
     def karras_sigmas(self, steps: int, rho: float = 7.0) -> torch.Tensor:
         """Karras et al. (2022) schedule from sigma_max down to sigma_min, then 0: `steps + 1` values."""
@@ -61,29 +68,57 @@ class DiscreteEpsSchedule:
         return torch.cat([sigmas, sigmas.new_zeros([1])])
 
 
+@dataclass(frozen=True)
+class DPMSolverStep:
+    """The float32 coefficients of one DPM++ 2M step from sigma_i to sigma_{i+1} (Python floats: no device syncs)."""
+
+    sigma: float  # sigma_i
+    ratio: float  # sigma_{i+1} / sigma_i, as exp(-t_{i+1}) / exp(-t_i) with t = -log(sigma)
+    expm1: float  # e^{-h} - 1, with h = t_{i+1} - t_i
+    current_weight: float  # weight of this step's denoised estimate: 1, or 1 + 1/(2r) when extrapolating
+    previous_weight: float  # weight of the last step's estimate: 0, or 1/(2r), with r = (t_i - t_{i-1}) / h
+
+
+def dpmpp_2m_steps(sigmas: torch.Tensor) -> list[DPMSolverStep]:
+    """The steps over `sigmas` (descending, ending at 0), in k-diffusion's float32 arithmetic.
+
+    x_{i+1} = (sigma_{i+1} / sigma_i) x_i - (e^{-h} - 1) D, where D is the denoised estimate,
+    extrapolated from the last two estimates after the first step; at sigma_{i+1} = 0 it is D itself.
+    """
+    t = -sigmas.log()
+    steps = []
+    for i in range(len(sigmas) - 1):
+        h = t[i + 1] - t[i]
+        if i == 0 or sigmas[i + 1] == 0:
+            current, previous = 1.0, 0.0
+        else:
+            r = (t[i] - t[i - 1]) / h
+            current, previous = (1 + 1 / (2 * r)).item(), (1 / (2 * r)).item()
+        ratio = ((-t[i + 1]).exp() / (-t[i]).exp()).item()
+        steps.append(DPMSolverStep(sigmas[i].item(), ratio, (-h).expm1().item(), current, previous))
+    return steps
+
+
 @torch.no_grad()
 def sample_dpmpp_2m(
     denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, callback: StepCallback | None = None
 ) -> torch.Tensor:
-    """DPM-Solver++(2M), Lu et al. (2022), in k-diffusion's form (deterministic; no noise is added)."""
+    """DPM-Solver++(2M), Lu et al. (2022), in k-diffusion's form (deterministic; no noise is added).
+
+    The per-step coefficients are worked out before the loop, so the loop only queues device work.
+    """
     sigma_in = x.new_ones([x.shape[0]])
-    total = len(sigmas) - 1
+    plan = dpmpp_2m_steps(sigmas)
     old_denoised = None
-    for i in range(total):
-        denoised = denoiser(x, sigmas[i] * sigma_in)
-        t, t_next = -sigmas[i].log(), -sigmas[i + 1].log()
-        h = t_next - t
-        # x_{i+1} = (sigma_{i+1} / sigma_i) x_i - (e^{-h} - 1) D, with D extrapolated from the last two
-        # denoised estimates after the first step; at sigma_{i+1} = 0 this returns D itself.
-        if old_denoised is None or sigmas[i + 1] == 0:
-            estimate = denoised
-        else:
-            r = (t - (-sigmas[i - 1].log())) / h
-            estimate = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old_denoised
-        x = ((-t_next).exp() / (-t).exp()) * x - (-h).expm1() * estimate
+    for i, step in enumerate(plan):
+        denoised = denoiser(x, step.sigma * sigma_in)
+        estimate = denoised
+        if step.previous_weight:
+            estimate = step.current_weight * denoised - step.previous_weight * old_denoised
+        x = step.ratio * x - step.expm1 * estimate
         old_denoised = denoised
         if callback is not None:
-            callback(SamplerStep(index=i, total=total))
+            callback(SamplerStep(index=i, total=len(plan)))
     return x
 
 

@@ -1,0 +1,127 @@
+"""The sampler loops queue device work without waiting for it: no value comes back to the host mid-loop.
+
+A host sync is any read of a tensor's value by Python (`.item()`, `bool(t)`, `.tolist()`, data-dependent
+shapes); on a GPU each one stalls the CPU until the queue drains. On CPU we catch every such read
+with a dispatch mode; on CUDA, torch's sync debug mode also catches device-to-host copies.
+Syncs before the loop (working out the schedule) and after it (decoding to uint8) are expected;
+the checks cover the steps after the first callback up to the last one.
+"""
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+# ATen ops that hand a tensor's value, or a shape that depends on it, to the host. Under inference
+# mode `.item()` and `bool()` arrive undecomposed, as item and is_nonzero.
+HOST_READS = {
+    torch.ops.aten._local_scalar_dense.default,
+    torch.ops.aten.item.default,
+    torch.ops.aten.is_nonzero.default,
+    torch.ops.aten.nonzero.default,
+    torch.ops.aten.equal.default,
+}
+
+
+class HostReads(TorchDispatchMode):
+    """Records the host reads made while `in_loop` is True."""
+
+    def __init__(self):
+        super().__init__()
+        self.in_loop = False
+        self.reads: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if self.in_loop and func in HOST_READS:
+            self.reads.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def _loop_marker(steps: int, on_enter, on_leave):
+    """A sampler callback that enters the loop after step 0 and leaves it at the last step."""
+
+    def callback(step):
+        if step.index == 0:
+            on_enter()
+        if step.index == steps - 1:
+            on_leave()
+
+    return callback
+
+
+def _generate_keyframes(model, picture, callback):
+    return model.generate(
+        picture,
+        prompt="1girl",
+        negative_prompt="lowres",
+        undo_steps=[400, 900],
+        width=64,
+        height=64,
+        steps=4,
+        cfg=3.0,
+        seed=1,
+        callback=callback,
+    )
+
+
+def _interpolate(model, picture, callback):
+    return model.interpolate_many(
+        [(picture, picture[::-1].copy()), (picture[::-1].copy(), picture)],
+        prompt="1girl",
+        steps=4,
+        cfg=7.5,
+        seed=1,
+        buckets=[(32, 48)],
+        callback=callback,
+    )
+
+
+@pytest.mark.parametrize("run", [_generate_keyframes, _interpolate], ids=["keyframes", "interpolation"])
+def test_sampler_loops_read_nothing_back_on_cpu(run, request, picture):
+    model = request.getfixturevalue("keyframe_model" if run is _generate_keyframes else "interpolation_model")
+    mode = HostReads()
+
+    def enter():
+        mode.in_loop = True
+
+    def leave():
+        mode.in_loop = False
+
+    with mode:
+        run(model, picture, _loop_marker(4, enter, leave))
+    assert mode.reads == []
+
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
+def test_the_detector_sees_host_reads(context):
+    mode = HostReads()
+    mode.in_loop = True
+    with context(), mode:
+        x = torch.ones(3)
+        if (x > 0).all():  # bool() of a tensor: a host read
+            pass
+        x.sum().item()
+        x.nonzero()
+    assert len(mode.reads) == 3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("kind", ["keyframes", "interpolation"])
+def test_sampler_loops_never_sync_on_cuda(kind, keyframe_checkpoint, interpolation_checkpoint, picture):
+    from model_core.interpolation import InterpolationModel
+    from model_core.keyframes import KeyframeModel
+
+    def enter():
+        torch.cuda.set_sync_debug_mode("error")
+
+    def leave():
+        torch.cuda.set_sync_debug_mode(0)
+
+    try:
+        if kind == "keyframes":
+            model = KeyframeModel.from_pretrained(keyframe_checkpoint, device="cuda", dtype=torch.bfloat16)
+            _generate_keyframes(model, picture, _loop_marker(4, enter, leave))
+        else:
+            model = InterpolationModel.from_pretrained(interpolation_checkpoint, device="cuda", dtype=torch.bfloat16)
+            _interpolate(model, picture, _loop_marker(4, enter, leave))
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
