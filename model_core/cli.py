@@ -150,10 +150,11 @@ def _render(args: argparse.Namespace, scratch: Path) -> None:
     check_mp4_path(args.output)
     image = read_image(args.image)
     started = time.monotonic()
+    options = {"device": args.device, "dtype": args.dtype, "low_memory": args.low_memory, "compile": args.compile}
     if args.tiny:
-        pipeline = tiny_pipeline(scratch, device=args.device, dtype=args.dtype)
+        pipeline = tiny_pipeline(scratch, **options)
     else:
-        pipeline = PaintsUndoPipeline.from_pretrained(_sources(args, scratch), device=args.device, dtype=args.dtype)
+        pipeline = PaintsUndoPipeline.from_pretrained(_sources(args, scratch), **options)
     print(f"models loaded in {time.monotonic() - started:.1f} s", file=sys.stderr)
 
     keyframe_folder = args.output.with_name(f"{args.output.stem}_keyframes")
@@ -227,6 +228,10 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument(
         "-o", "--output", type=Path, required=True, help="the .mp4 to write; keyframe PNGs go to OUT_keyframes/"
     )
+    render.add_argument(
+        "--low-memory", action="store_true", help="offload idle models to CPU memory, one clip at a time (12 GB GPUs)"
+    )
+    render.add_argument("--compile", action="store_true", help="torch.compile both UNets (pays off on long runs)")
     _add_settings_flags(render)
 
     keyframes = commands.add_parser("keyframes", parents=[common], help="write earlier states of IMAGE as PNGs")

@@ -17,13 +17,13 @@ from model_core.checkpoints import (
     DIFFUSERS_WEIGHTS,
     TRANSFORMERS_WEIGHTS,
     load_component,
-    place,
     resolve_model_folder,
 )
 from model_core.checks import check_cfg, check_seed, check_text, is_integer
 from model_core.clip import CLIPTextModel, encode_prompts
 from model_core.errors import InvalidInputError
 from model_core.images import check_rgb_image, resize_and_center_crop, to_tensor, to_uint8
+from model_core.offload import ModelPlacement
 from model_core.samplers import DiscreteEpsSchedule, StepCallback, sample_dpmpp_2m
 from model_core.unet2d import KeyframeUNet
 
@@ -47,7 +47,11 @@ MAX_OPERATION_STEP = 999
 
 
 class KeyframeModel:
-    """Tokenizer, CLIP text encoder, VAE and keyframe UNet, resident on one device."""
+    """Tokenizer, CLIP text encoder, VAE and keyframe UNet, on one device.
+
+    placement: resident on `device` by default; a `ModelPlacement` with offload keeps each module in
+    CPU memory until its step runs (and then decodes the keyframes one at a time).
+    """
 
     def __init__(
         self,
@@ -58,13 +62,19 @@ class KeyframeModel:
         *,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        placement: ModelPlacement | None = None,
     ):
         self.device = torch.device(device)
         self.dtype = dtype
+        self.placement = ModelPlacement(self.device) if placement is None else placement
+        if self.placement.device != self.device:
+            raise ValueError(f"placement is for {self.placement.device}, the model for {self.device}.")
         self.tokenizer = tokenizer
-        self.text_encoder = place(text_encoder, self.device, dtype)
-        self.vae = place(vae, self.device, dtype)
-        self.unet = place(unet, self.device, dtype)
+        self.text_encoder = self.placement.adopt(text_encoder, dtype)
+        self.vae = self.placement.adopt(vae, dtype)
+        self.unet = self.placement.adopt(unet, dtype)
+        if self.placement.offload:
+            self.vae.enable_slicing()  # decode one keyframe at a time: the decoder's activations are the peak
         self.schedule = DiscreteEpsSchedule(BETA_START, BETA_END)
 
     @classmethod
@@ -74,6 +84,7 @@ class KeyframeModel:
         *,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        placement: ModelPlacement | None = None,
         revision: str | None = None,
         cache_dir: str | Path | None = None,
         local_files_only: bool = False,
@@ -83,6 +94,7 @@ class KeyframeModel:
         Every weight file must hold exactly the tensors of the model its config.json describes.
         device, dtype: where the models run; float32 reproduces the reference on CPU, bfloat16 is the
             choice on CUDA (float16 risks overflow in the VAE, which the reference runs in bfloat16).
+        placement: resident on `device` when None; see `model_core.offload`.
         revision, cache_dir, local_files_only: passed to `huggingface_hub.snapshot_download` for a repo id.
         """
         root = resolve_model_folder(
@@ -101,6 +113,7 @@ class KeyframeModel:
             load_component(root / "unet", KeyframeUNet.from_config, DIFFUSERS_WEIGHTS),
             device=device,
             dtype=dtype,
+            placement=placement,
         )
 
     @torch.inference_mode()
@@ -138,8 +151,10 @@ class KeyframeModel:
         picture = resize_and_center_crop(image, width, height)
         pixels = to_tensor([picture]).to(self.device, self.dtype)
         scaling = self.vae.config.scaling_factor
+        self.placement.use(self.vae)
         image_latent = self.vae.encode(pixels).latent_dist.mode() * scaling
 
+        self.placement.use(self.text_encoder)
         text = encode_prompts(self.tokenizer, self.text_encoder, [prompt, negative_prompt])
         batch = len(undo_steps)
         operation_steps = torch.tensor([int(step) for step in undo_steps], dtype=torch.long, device=self.device)
@@ -166,8 +181,10 @@ class KeyframeModel:
         generator = torch.Generator(self.device).manual_seed(seed)
         noise = torch.randn(image_latent.shape, generator=generator, device=self.device, dtype=torch.float32)
         x = noise.repeat(batch, 1, 1, 1) * sigmas[0]
+        self.placement.use(self.unet)
         latents = sample_dpmpp_2m(denoiser, x, sigmas, callback=callback)
 
+        self.placement.use(self.vae)
         decoded = self.vae.decode(latents.to(self.dtype) / scaling).sample
         return to_uint8(decoded)
 

@@ -25,6 +25,7 @@ from model_core.events import ClipReady, KeyframeReady, PromptReady, Stage
 from model_core.images import check_rgb_image, find_best_bucket, resize_and_center_crop
 from model_core.interpolation import BUCKETS, INTERPOLATION_REPO, MAX_BATCH, InterpolationModel
 from model_core.keyframes import KEYFRAME_REPO, KeyframeModel
+from model_core.offload import ModelPlacement
 from model_core.progress import CancelCheck, EventCallback, RenderProgress
 from model_core.samplers import SamplerStep
 from model_core.settings import CLIP_FRAMES, RenderSettings
@@ -73,7 +74,7 @@ class RenderResult:
 
 
 class PaintsUndoPipeline:
-    """The tagger, keyframe model and interpolation model, loaded once and kept resident.
+    """The tagger, keyframe model and interpolation model, loaded once.
 
     buckets: the (height, width) clip sizes to choose from; the reference's four by default.
     max_batch: clips sampled together (the default job has 7); lower it to save GPU memory.
@@ -102,7 +103,9 @@ class PaintsUndoPipeline:
         device: str = "auto",
         dtype: str = "auto",
         buckets: Sequence[tuple[int, int]] = BUCKETS,
-        max_batch: int = MAX_BATCH,
+        max_batch: int | None = None,
+        low_memory: bool = False,
+        compile: bool = False,
         cache_dir: str | Path | None = None,
         local_files_only: bool = False,
     ) -> "PaintsUndoPipeline":
@@ -110,17 +113,32 @@ class PaintsUndoPipeline:
 
         device: "auto" (CUDA when available, else CPU), "cpu" or "cuda[:N]".
         dtype: "auto" (bfloat16 on CUDA, float32 on CPU), "float32", "bfloat16" or "float16".
+        max_batch: clips sampled together; None is 8 (all clips of the default job), or 1 in low-memory mode.
+        low_memory: keep the weights in CPU memory and move each module to the GPU only for its step,
+            sample the clips one at a time and decode keyframes one at a time (for 12 GB cards; slower).
+            The default keeps every model resident on the GPU.
+        compile: compile both UNets with `torch.compile`. Each new input shape (keyframe count, clip
+            bucket, clip batch) compiles once per process, which takes minutes; a resident worker pays
+            it on its first jobs. bench/RESULTS.md has the figures.
         cache_dir, local_files_only: passed to the Hugging Face download of a repo id.
         """
         torch_device = pick_device(device)
         torch_dtype = pick_dtype(dtype, torch_device)
+        placement = ModelPlacement(torch_device, offload=low_memory)
+        models = {"device": torch_device, "dtype": torch_dtype, "placement": placement}
         hub = {"cache_dir": cache_dir, "local_files_only": local_files_only}
+        tagger = Tagger.from_pretrained(sources.tagger, **hub)
+        keyframe_model = KeyframeModel.from_pretrained(sources.keyframe_model, **models, **hub)
+        interpolation_model = InterpolationModel.from_pretrained(sources.interpolation_model, **models, **hub)
+        if compile:
+            keyframe_model.unet.compile()
+            interpolation_model.unet.compile()
+        if max_batch is None:
+            max_batch = 1 if low_memory else MAX_BATCH
         return cls(
-            Tagger.from_pretrained(sources.tagger, **hub),
-            KeyframeModel.from_pretrained(sources.keyframe_model, device=torch_device, dtype=torch_dtype, **hub),
-            InterpolationModel.from_pretrained(
-                sources.interpolation_model, device=torch_device, dtype=torch_dtype, **hub
-            ),
+            tagger,
+            keyframe_model,
+            interpolation_model,
             buckets=buckets,
             max_batch=max_batch,
         )
@@ -218,6 +236,7 @@ class PaintsUndoPipeline:
             steps=settings.video_steps,
             cfg=settings.video_cfg,
             seed=settings.video_seed,
+            cache_interval=settings.video_cache_interval,
             max_batch=self.max_batch,
             buckets=self.buckets,
             callback=on_step,

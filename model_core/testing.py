@@ -1,8 +1,11 @@
-"""Tiny random-weight checkpoints in the exact published layouts, for tests, demos and CI.
+"""Random-weight checkpoints in the exact published layouts: tiny ones for tests, demos and CI, and
+full-size ones for the benchmark.
 
-Random weights generate noise, not drawings: these exist to exercise loading and every code path
-on a CPU in seconds. Nothing loads them unless asked to by name (`write_tiny_*`, `--tiny`).
-Output is deterministic for a seed. Also: `tiny_pipeline`, and MP4 readers that tests check videos with.
+Random weights generate noise, not drawings. Tiny checkpoints exercise loading and every code path
+on a CPU in seconds; full-size ones (`full_size=True`, the published configs of `configs.py`) have
+the real models' FLOPs and memory, for `bench/`. Nothing loads them unless asked to by name
+(`write_*`, `--tiny`). Output is deterministic for a seed. Also: `tiny_pipeline`, and MP4 readers
+that tests check videos with.
 """
 
 import csv
@@ -29,6 +32,8 @@ from model_core.unet3d import InterpolationUNet
 from model_core.video_vae import VideoAutoencoder
 
 DIFFUSERS_VERSION = "0.28.0"
+# The interpolation model's components, each with a config preset in `configs` (INTERPOLATION_<NAME>).
+SUBFOLDERS_WITH_CONFIGS = ("text_encoder", "image_encoder", "vae", "image_projection", "unet")
 
 # Words the tiny tokenizer knows whole; anything else falls back to single characters.
 _TINY_WORDS = [
@@ -102,24 +107,37 @@ def write_tiny_tokenizer(folder: Path, *, pad_token: str = "<|endoftext|>") -> i
     return len(vocab)
 
 
-def _save_component(folder: Path, config: dict[str, Any], module: torch.nn.Module, weights_name: str) -> None:
+def _save_component(
+    folder: Path, config: dict[str, Any], module: torch.nn.Module, weights_name: str, dtype: torch.dtype
+) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
-    state_dict = {key: value.contiguous() for key, value in module.state_dict().items()}
+    state_dict = {
+        key: value.to("cpu", dtype if value.is_floating_point() else value.dtype).contiguous()
+        for key, value in module.state_dict().items()
+    }
     save_file(state_dict, folder / weights_name, metadata={"format": "pt"})
 
 
-def _write_text_tower(folder: Path, text_config: dict[str, Any], pad_token: str) -> None:
-    """The tiny tokenizer in `folder/tokenizer` and a CLIP text encoder over its vocabulary in `folder/text_encoder`."""
+def _write_text_tower(folder: Path, text_config: dict[str, Any], pad_token: str, dtype: torch.dtype) -> None:
+    """The tiny tokenizer in `folder/tokenizer` and a CLIP text encoder over its vocabulary in `folder/text_encoder`.
+
+    At full size only the token embedding is smaller than the real one (the tiny vocabulary); the
+    77-token forward costs the same.
+    """
     vocab_size = write_tiny_tokenizer(folder / "tokenizer", pad_token=pad_token)
     text_config = text_config | {"vocab_size": vocab_size}
-    _save_component(folder / "text_encoder", text_config, CLIPTextModel.from_config(text_config), TRANSFORMERS_WEIGHTS)
+    encoder = CLIPTextModel.from_config(text_config)
+    _save_component(folder / "text_encoder", text_config, encoder, TRANSFORMERS_WEIGHTS, dtype)
 
 
-def write_tiny_keyframe_checkpoint(
+def write_keyframe_checkpoint(
     folder: str | Path,
     *,
+    full_size: bool = False,
     seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
     unet: dict[str, Any] | None = None,
     text_encoder: dict[str, Any] | None = None,
     vae: dict[str, Any] | None = None,
@@ -127,33 +145,44 @@ def write_tiny_keyframe_checkpoint(
 ) -> Path:
     """Write a random-weight keyframe model in the layout of `lllyasviel/paints_undo_single_frame`.
 
-    unet, text_encoder, vae: config values that replace those of the tiny preset (`configs.TINY_*`).
+    full_size: the published configs (`configs.KEYFRAME_*`) instead of the tiny preset (`configs.TINY_KEYFRAME_*`).
+    dtype: of the saved floating-point weights. device: where the weights are drawn (a GPU draws a
+        full-size model in seconds; the values then differ from a CPU draw).
+    unet, text_encoder, vae: config values that replace those of the preset.
     """
     folder = Path(folder)
-    with torch.random.fork_rng(devices=[]):  # seed the weights without touching the caller's RNG
+    presets = (
+        (configs.KEYFRAME_TEXT_ENCODER, configs.KEYFRAME_VAE, configs.KEYFRAME_UNET)
+        if full_size
+        else (configs.TINY_KEYFRAME_TEXT_ENCODER, configs.TINY_KEYFRAME_VAE, configs.TINY_KEYFRAME_UNET)
+    )
+    with torch.random.fork_rng(devices=[]), torch.device(device):  # seed without touching the caller's RNG
         torch.manual_seed(seed)
-        _write_text_tower(folder, configs.TINY_KEYFRAME_TEXT_ENCODER | (text_encoder or {}), pad_token)
+        _write_text_tower(folder, presets[0] | (text_encoder or {}), pad_token, dtype)
 
-        vae_config = configs.TINY_KEYFRAME_VAE | (vae or {})
+        vae_config = presets[1] | (vae or {})
         vae_model = AutoencoderKL(**vae_config)
         vae_file_config = {"_class_name": "AutoencoderKL", "_diffusers_version": DIFFUSERS_VERSION} | vae_config
-        _save_component(folder / "vae", vae_file_config, vae_model, DIFFUSERS_WEIGHTS)
+        _save_component(folder / "vae", vae_file_config, vae_model, DIFFUSERS_WEIGHTS, dtype)
 
-        unet_config = configs.TINY_KEYFRAME_UNET | (unet or {})
+        unet_config = presets[2] | (unet or {})
         unet_model = KeyframeUNet(**unet_config)
         # As published: the saved config says 4 input channels although conv_in takes 8.
         unet_file_config = {
             "_class_name": "UNet2DConditionModel",
             "_diffusers_version": DIFFUSERS_VERSION,
         } | unet_config
-        _save_component(folder / "unet", unet_file_config, unet_model, DIFFUSERS_WEIGHTS)
+        _save_component(folder / "unet", unet_file_config, unet_model, DIFFUSERS_WEIGHTS, dtype)
     return folder
 
 
-def write_tiny_interpolation_checkpoint(
+def write_interpolation_checkpoint(
     folder: str | Path,
     *,
+    full_size: bool = False,
     seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
     unet: dict[str, Any] | None = None,
     vae: dict[str, Any] | None = None,
     text_encoder: dict[str, Any] | None = None,
@@ -163,28 +192,27 @@ def write_tiny_interpolation_checkpoint(
 ) -> Path:
     """Write a random-weight interpolation model in the layout of `lllyasviel/paints_undo_multi_frame`.
 
-    unet, vae, text_encoder, image_encoder, image_projection: config values that replace those of
-    the tiny preset (`configs.TINY_INTERPOLATION_*`). The tokenizer pads with "!", as SD2.1's does.
-    The hub-mixin components (unet, vae, image_projection) save their constructor arguments as
-    config.json, as upstream's PyTorchModelHubMixin does; every weight file is model.safetensors.
+    full_size: the published configs (`configs.INTERPOLATION_*`) instead of the tiny preset
+        (`configs.TINY_INTERPOLATION_*`). dtype, device: as in `write_keyframe_checkpoint`.
+    unet, vae, text_encoder, image_encoder, image_projection: config values that replace those of the
+    preset. The tokenizer pads with "!", as SD2.1's does. The hub-mixin components (unet, vae,
+    image_projection) save their constructor arguments as config.json, as upstream's
+    PyTorchModelHubMixin does; every weight file is model.safetensors.
     """
     folder = Path(folder)
-    with torch.random.fork_rng(devices=[]):  # seed the weights without touching the caller's RNG
+    prefix = "INTERPOLATION" if full_size else "TINY_INTERPOLATION"
+    preset = {name: getattr(configs, f"{prefix}_{name.upper()}") for name in SUBFOLDERS_WITH_CONFIGS}
+    with torch.random.fork_rng(devices=[]), torch.device(device):  # seed without touching the caller's RNG
         torch.manual_seed(seed)
-        _write_text_tower(folder, configs.TINY_INTERPOLATION_TEXT_ENCODER | (text_encoder or {}), pad_token)
-        for name, preset, overrides, build in (
-            (
-                "image_encoder",
-                configs.TINY_INTERPOLATION_IMAGE_ENCODER,
-                image_encoder,
-                CLIPVisionModelWithProjection.from_config,
-            ),
-            ("vae", configs.TINY_INTERPOLATION_VAE, vae, VideoAutoencoder.from_config),
-            ("image_projection", configs.TINY_INTERPOLATION_IMAGE_PROJECTION, image_projection, Resampler.from_config),
-            ("unet", configs.TINY_INTERPOLATION_UNET, unet, InterpolationUNet.from_config),
+        _write_text_tower(folder, preset["text_encoder"] | (text_encoder or {}), pad_token, dtype)
+        for name, overrides, build in (
+            ("image_encoder", image_encoder, CLIPVisionModelWithProjection.from_config),
+            ("vae", vae, VideoAutoencoder.from_config),
+            ("image_projection", image_projection, Resampler.from_config),
+            ("unet", unet, InterpolationUNet.from_config),
         ):
-            config = preset | (overrides or {})
-            _save_component(folder / name, config, build(config), TRANSFORMERS_WEIGHTS)
+            config = preset[name] | (overrides or {})
+            _save_component(folder / name, config, build(config), TRANSFORMERS_WEIGHTS, dtype)
     return folder
 
 
@@ -249,19 +277,34 @@ def write_tiny_models(folder: str | Path) -> ModelSources:
     """All three tiny checkpoints in `folder`, each under its repo's name (`ModelSources.from_folder`)."""
     sources = ModelSources.from_folder(folder)
     write_tiny_tagger(sources.tagger)
-    write_tiny_keyframe_checkpoint(sources.keyframe_model)
-    write_tiny_interpolation_checkpoint(sources.interpolation_model)
+    write_keyframe_checkpoint(sources.keyframe_model)
+    write_interpolation_checkpoint(sources.interpolation_model)
     return sources
 
 
-def tiny_pipeline(folder: str | Path, *, device: str = "cpu", dtype: str = "auto") -> PaintsUndoPipeline:
+def write_full_size_models(
+    folder: str | Path, *, dtype: torch.dtype = torch.bfloat16, device: torch.device | str = "cpu"
+) -> ModelSources:
+    """Full-size random-weight keyframe and interpolation models (about 7 GB in bfloat16) and the tiny
+    tagger (the tagger runs on the CPU in a fraction of a second, so its size does not matter here)."""
+    sources = ModelSources.from_folder(folder)
+    write_tiny_tagger(sources.tagger)
+    write_keyframe_checkpoint(sources.keyframe_model, full_size=True, dtype=dtype, device=device)
+    write_interpolation_checkpoint(sources.interpolation_model, full_size=True, dtype=dtype, device=device)
+    return sources
+
+
+def tiny_pipeline(
+    folder: str | Path, *, device: str = "cpu", dtype: str = "auto", **options: Any
+) -> PaintsUndoPipeline:
     """The pipeline over tiny checkpoints written to `folder`, with clip sizes the tiny models run fast.
 
     The tiny interpolation model's attention runs at full latent resolution, so it uses
     `configs.TINY_BUCKETS` (48x32 and the like) instead of the reference's 448x384 ones.
+    options: other arguments of `PaintsUndoPipeline.from_pretrained` (low_memory, compile, ...).
     """
     return PaintsUndoPipeline.from_pretrained(
-        write_tiny_models(folder), device=device, dtype=dtype, buckets=configs.TINY_BUCKETS
+        write_tiny_models(folder), device=device, dtype=dtype, buckets=configs.TINY_BUCKETS, **options
     )
 
 

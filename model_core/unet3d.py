@@ -391,6 +391,26 @@ class ConvIn(nn.Conv2d):
         return super().forward(x)
 
 
+@dataclass
+class DeepCache:
+    """Step caching for the video UNet (DeepCache, Ma et al., CVPR 2024), strictly opt-in.
+
+    Adjacent denoising steps change the deep, low-resolution features of the UNet very little. A full
+    step (`forward(..., cache=cache)`) runs the whole network and keeps the decoder's feature just before
+    the `branch` shallowest output blocks. A cached step (`forward(..., cache=cache, reuse=True)`) runs
+    only the `branch` shallowest input blocks and their paired output blocks, on that kept feature and
+    the fresh shallow skips. A cached step is cheaper but only approximates a full one, and the error
+    grows with the number of cached steps since the last full one; a larger `branch` recomputes more,
+    so it costs more and usually errs less. The caller chooses which steps are full.
+
+    `branch` must stay the same for the life of a cache: start a new one to change it.
+    """
+
+    branch: int = 1  # skip levels recomputed on cached steps: 1 .. len(unet.input_blocks) - 1
+    # (B, C, T, h', w'): what enters output block -branch, from the last full step; None before one.
+    deep_features: torch.Tensor | None = None
+
+
 class InterpolationUNet(nn.Module):
     """v-prediction video UNet; forward returns (B, out_channels, T, h, w)."""
 
@@ -565,13 +585,23 @@ class InterpolationUNet(nn.Module):
         image: torch.Tensor,
         concat_cond: torch.Tensor,
         fs: torch.Tensor | None = None,
+        *,
+        cache: DeepCache | None = None,
+        reuse: bool = False,
     ) -> torch.Tensor:
         """Predict v.
 
         x, concat_cond: (B, 4, T, h, w); timesteps: (B,) (float allowed); text: (B, L_text, context_dim);
         image: (B, T, L_image, context_dim); fs: (B,) int64 frame stride (the config's default_fs if None).
         Returns (B, out_channels, T, h, w).
+
+        Without `cache` this is the exact network. With `cache`, a full step also fills it, and
+        `reuse=True` makes this a cached step that reads it instead of running the deep blocks (see DeepCache).
         """
+        if cache is not None:
+            self._check_cache(cache, reuse)
+        elif reuse:
+            raise ValueError("reuse=True needs a cache: pass cache=DeepCache(...) filled by a full step.")
         frames = x.shape[2]
         emb = self.time_embed(timestep_embedding(timesteps, self.model_channels).to(x.dtype))
         if self.fs_condition:
@@ -585,16 +615,59 @@ class InterpolationUNet(nn.Module):
             frames=frames,
         )
         h = einops.rearrange(torch.cat([x, concat_cond], dim=1), "b c t h w -> (b t) c h w")
+        # Output block i consumes the skip of input block len - 1 - i, so the last `shallow` output blocks
+        # consume exactly the skips of the first `shallow` input blocks.
+        shallow = cache.branch if cache is not None else 0
+        deep_end = len(self.output_blocks) - shallow
+        if reuse:
+            skips = self._encode(h, ctx, self.input_blocks[:shallow])
+            h = self._cached_features(cache, skips[-1], frames)
+        else:
+            skips = self._encode(h, ctx, self.input_blocks)
+            h = self._decode(self.middle_block(skips[-1], ctx), skips, ctx, self.output_blocks[:deep_end])
+            if cache is not None:
+                cache.deep_features = einops.rearrange(h, "(b t) c h w -> b c t h w", t=frames)
+        h = self._decode(h, skips, ctx, self.output_blocks[deep_end:])
+        return einops.rearrange(self.out(h), "(b t) c h w -> b c t h w", t=frames)
+
+    def _encode(self, h: torch.Tensor, ctx: UNetContext, blocks: nn.ModuleList) -> list[torch.Tensor]:
+        """Run input blocks from the first one on; returns every block's output (the skips)."""
         skips = []
-        for i, block in enumerate(self.input_blocks):
+        for i, block in enumerate(blocks):
             h = block(h, ctx)
             if i == 0 and hasattr(self, "init_attn"):
                 h = self.init_attn(h, ctx)
             skips.append(h)
-        h = self.middle_block(h, ctx)
-        for block in self.output_blocks:
+        return skips
+
+    def _decode(
+        self, h: torch.Tensor, skips: list[torch.Tensor], ctx: UNetContext, blocks: nn.ModuleList
+    ) -> torch.Tensor:
+        """Run output blocks, each on h and the deepest skip not yet consumed (popped from `skips`)."""
+        for block in blocks:
             h = block(torch.cat([h, skips.pop()], dim=1), ctx)
-        return einops.rearrange(self.out(h), "(b t) c h w -> b c t h w", t=frames)
+        return h
+
+    def _check_cache(self, cache: DeepCache, reuse: bool) -> None:
+        # At least one input block must be skipped, or a cached step would save only the middle block.
+        most = len(self.input_blocks) - 1
+        if not 1 <= cache.branch <= most:
+            raise ValueError(f"DeepCache branch={cache.branch} is out of range: this UNet allows 1 to {most}.")
+        if reuse and cache.deep_features is None:
+            raise ValueError("reuse=True needs a full step first: the cache holds no deep features yet.")
+
+    @staticmethod
+    def _cached_features(cache: DeepCache, skip: torch.Tensor, frames: int) -> torch.Tensor:
+        """The cached deep features in the (b t) layout, checked against the skip they will be paired with."""
+        deep = cache.deep_features
+        cached = (deep.shape[0], deep.shape[2], *deep.shape[3:])
+        needed = (skip.shape[0] // frames, frames, *skip.shape[2:])
+        if cached != needed:
+            raise ValueError(
+                f"the cached deep features are for (batch, frames, height, width) = {cached}, but this call "
+                f"needs {needed}: run a full step (reuse=False) on these inputs first."
+            )
+        return einops.rearrange(deep, "b c t h w -> (b t) c h w")
 
 
 def _check_config(args: dict) -> None:

@@ -7,12 +7,12 @@ import pytest
 
 from model_core.interpolation import InterpolationModel
 from model_core.keyframes import KeyframeModel
-from model_core.testing import write_tiny_interpolation_checkpoint, write_tiny_keyframe_checkpoint, write_tiny_tagger
+from model_core.testing import write_interpolation_checkpoint, write_keyframe_checkpoint, write_tiny_tagger
 
 
 @pytest.fixture(scope="session")
 def keyframe_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_keyframe_checkpoint(tmp_path_factory.mktemp("keyframe") / "paints_undo_single_frame", seed=0)
+    return write_keyframe_checkpoint(tmp_path_factory.mktemp("keyframe") / "paints_undo_single_frame", seed=0)
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +28,7 @@ def keyframe_model(keyframe_checkpoint: Path) -> KeyframeModel:
 @pytest.fixture(scope="session")
 def interpolation_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("interpolation") / "paints_undo_multi_frame"
-    return write_tiny_interpolation_checkpoint(folder, seed=0)
+    return write_interpolation_checkpoint(folder, seed=0)
 
 
 @pytest.fixture(scope="session")

@@ -64,6 +64,10 @@ class ServiceSettings(BaseSettings):
     model_cache: Path | None = Field(None, description="Hugging Face cache folder; `tiny` writes its files here.")
     device: str = "auto"
     dtype: str = "auto"
+    low_memory: bool = Field(
+        False, description="Keep weights in CPU memory between stages and sample clips one at a time (12 GB cards)."
+    )
+    compile: bool = Field(False, description="torch.compile both UNets; the first jobs of each shape pay minutes.")
 
     job_soft_time_limit: int = Field(3600, ge=10, description="A job still running then fails with code `timeout`.")
     job_time_limit: int = Field(3900, ge=20, description="The worker process is killed then.")

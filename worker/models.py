@@ -71,7 +71,14 @@ def _download(repo_id: str, settings: ServiceSettings, allow_patterns: list[str]
 
 def load_pipeline(sources: ModelSources, settings: ServiceSettings) -> PaintsUndoPipeline:
     buckets = {"buckets": TINY_BUCKETS} if settings.model == TINY_MODEL else {}
-    return PaintsUndoPipeline.from_pretrained(sources, device=settings.device, dtype=settings.dtype, **buckets)
+    return PaintsUndoPipeline.from_pretrained(
+        sources,
+        device=settings.device,
+        dtype=settings.dtype,
+        low_memory=settings.low_memory,
+        compile=settings.compile,
+        **buckets,
+    )
 
 
 class ResidentPipeline:

@@ -11,7 +11,7 @@ from model_core.configs import TINY_BUCKETS
 from model_core.errors import CheckpointError, InvalidInputError
 from model_core.interpolation import SUBFOLDERS, InterpolationModel
 from model_core.samplers import SamplerStep
-from model_core.testing import write_tiny_interpolation_checkpoint
+from model_core.testing import write_interpolation_checkpoint
 
 ARGS = dict(prompt="1girl, masterpiece", steps=3, cfg=7.5, buckets=TINY_BUCKETS)
 COMPONENTS = ("text_encoder", "image_encoder", "vae", "image_projection", "unet")
@@ -143,12 +143,32 @@ def test_bfloat16_runs_close_to_float32(interpolation_checkpoint, interpolation_
         ({"prompt": None}, "prompt must be a string"),
         ({"buckets": [(36, 48)]}, "positive multiples of 8"),
         ({"buckets": []}, "buckets must be a non-empty list"),
+        ({"cache_interval": 0}, "cache_interval must be an integer in 1..10"),
     ],
 )
 def test_bad_input_is_refused_clearly(interpolation_model, picture, last, args, message):
     call = {"first": picture, "last": last} | args
     with pytest.raises(InvalidInputError, match=message):
         interpolate(interpolation_model, call.pop("first"), call.pop("last"), **call)
+
+
+def test_step_caching_runs_the_full_unet_every_nth_step_and_stays_close_to_exact(interpolation_model, picture, last):
+    calls = []
+    hook = interpolation_model.unet.register_forward_pre_hook(
+        lambda module, args, kwargs: calls.append(kwargs["reuse"]), with_kwargs=True
+    )
+    try:
+        cached = interpolate(interpolation_model, picture, last, steps=5, cache_interval=2)
+        every_step = interpolate(interpolation_model, picture, last, steps=5, cache_interval=1)
+    finally:
+        hook.remove()
+    assert calls == [False, True, False, True, False] + [False] * 5
+    assert np.array_equal(cached, interpolate(interpolation_model, picture, last, steps=5, cache_interval=2))
+    assert not np.array_equal(cached, every_step)
+    # Approximate, not a different clip: much closer to the exact clip than another seed is.
+    error = np.abs(cached.astype(int) - every_step).mean()
+    other_seed = np.abs(interpolate(interpolation_model, picture, last, steps=5, seed=999).astype(int) - every_step)
+    assert error < 0.5 * other_seed.mean()
 
 
 def test_bad_batch_arguments_are_refused(interpolation_model, picture, last):
@@ -212,7 +232,7 @@ def test_a_config_key_we_do_not_know_or_a_missing_folder_is_refused(interpolatio
          "vae-refinement", "resampler-vision", "text"],
 )  # fmt: skip
 def test_config_variants_load_strictly_and_change_the_clip(tmp_path, interpolation_model, picture, last, overrides):
-    folder = write_tiny_interpolation_checkpoint(tmp_path / "variant", seed=0, **overrides)
+    folder = write_interpolation_checkpoint(tmp_path / "variant", seed=0, **overrides)
     model = InterpolationModel.from_pretrained(folder)
     clip = interpolate(model, picture, last, steps=2)
     assert clip.shape == (16, 40, 40, 3)

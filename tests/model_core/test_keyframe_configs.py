@@ -9,7 +9,7 @@ from torch import nn
 
 from model_core.errors import CheckpointError
 from model_core.keyframes import KeyframeModel
-from model_core.testing import write_tiny_keyframe_checkpoint
+from model_core.testing import write_keyframe_checkpoint
 
 
 def first_transformer(model: KeyframeModel):
@@ -59,7 +59,7 @@ VARIANTS = {
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_variant_loads_strictly_and_generates(variant, tmp_path, picture):
     overrides, follows_config = VARIANTS[variant]
-    model = KeyframeModel.from_pretrained(write_tiny_keyframe_checkpoint(tmp_path / "ckpt", seed=1, **overrides))
+    model = KeyframeModel.from_pretrained(write_keyframe_checkpoint(tmp_path / "ckpt", seed=1, **overrides))
     assert follows_config(model)
     args = dict(prompt="smile", negative_prompt="", undo_steps=[0, 999], width=64, height=64, steps=2, cfg=2.0, seed=5)
     first, second = model.generate(picture, **args), model.generate(picture, **args)

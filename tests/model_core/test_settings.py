@@ -22,6 +22,7 @@ def test_defaults_are_the_reference_apps():
         "video_steps": 50,
         "video_cfg": 7.5,
         "video_seed": 123,
+        "video_cache_interval": 1,  # ours: step caching off, so the job is the reference's exactly
         "fps": 4,
     }
     assert settings.frame_count == 105
@@ -33,6 +34,7 @@ INVALID = [
     ("width", 100), ("width", 1088), ("width", 352), ("width", 192),
     ("height", 1024 + 64),
     ("keyframe_steps", 0), ("keyframe_steps", 101), ("keyframe_steps", "50"), ("keyframe_steps", 50.0),
+    ("video_cache_interval", 0), ("video_cache_interval", 11), ("video_cache_interval", 2.0),
     ("keyframe_steps", True),
     ("keyframe_cfg", 0.5), ("keyframe_cfg", 33), ("keyframe_cfg", float("inf")), ("keyframe_cfg", float("nan")),
     ("keyframe_seed", -1), ("keyframe_seed", 2**32),

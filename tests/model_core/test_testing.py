@@ -4,7 +4,7 @@ import filecmp
 
 import torch
 
-from model_core.testing import write_tiny_keyframe_checkpoint, write_tiny_tagger
+from model_core.testing import write_keyframe_checkpoint, write_tiny_tagger
 
 FILES = [
     "tokenizer/vocab.json",
@@ -22,9 +22,9 @@ FILES = [
 
 def test_keyframe_checkpoints_are_deterministic_per_seed_and_leave_the_global_rng_alone(tmp_path):
     state = torch.random.get_rng_state()
-    first = write_tiny_keyframe_checkpoint(tmp_path / "a", seed=3)
-    again = write_tiny_keyframe_checkpoint(tmp_path / "b", seed=3)
-    other = write_tiny_keyframe_checkpoint(tmp_path / "c", seed=4)
+    first = write_keyframe_checkpoint(tmp_path / "a", seed=3)
+    again = write_keyframe_checkpoint(tmp_path / "b", seed=3)
+    other = write_keyframe_checkpoint(tmp_path / "c", seed=4)
     assert torch.equal(torch.random.get_rng_state(), state)
     assert sorted(str(p.relative_to(first)) for p in first.rglob("*") if p.is_file()) == sorted(FILES)
     assert all(filecmp.cmp(first / name, again / name, shallow=False) for name in FILES)
