@@ -49,7 +49,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         settings=settings,
         owners=owners,
         store=store,
-        events_redis=redis.asyncio.Redis.from_url(settings.redis_url, decode_responses=True),
+        events_redis=redis.asyncio.Redis.from_url(
+            settings.redis_url, decode_responses=True, socket_timeout=events.READ_TIMEOUT_SECONDS
+        ),
         storage=storage,
         celery=celery,
         notifier=WebhookNotifier(celery, storage, settings),

@@ -15,6 +15,9 @@ from worker.jobs import Event, EventType, events_key, job_key, parse_event
 router = APIRouter(prefix="/v1/jobs", tags=["events"])
 
 KEEPALIVE_MS = 15_000
+# The events client's socket timeout: longer than a blocking read that finds nothing (redis-py's
+# asyncio default of 5 s would cut every stream whose job is quiet for 5 s).
+READ_TIMEOUT_SECONDS = KEEPALIVE_MS / 1000 + 10
 
 
 def sse_message(event: Event, services: Services) -> str:
