@@ -1,0 +1,283 @@
+"""Benchmark of the default job: per-stage time, total, peak GPU memory and TFLOP/s, ours beside the reference.
+
+    python -m bench.run                      # full-size random-weight models on the GPU (writes ~7 GB once)
+    python -m bench.run --reference DIR --reference-python PYTHON
+                                             # ... and the reference's default flow on the same GPU, same weights
+    python -m bench.run --low-memory         # the 12 GB mode
+    python -m bench.run --quick              # CPU, tiny checkpoints, few steps: proves the benchmark runs (CI)
+
+The models are built at full size with random weights (`model_core.testing.write_full_size_models`):
+the same FLOPs and memory as the published ones, not their pictures. The reference is upstream's
+code (github lllyasviel/Paints-UNDO), fetched into a scratch folder (DIR) and never committed; it
+runs in its own Python environment (PYTHON, with its pinned diffusers/transformers) through
+`bench/reference_flow.py`, after ours has released the GPU. FLOPs come from `bench/flops.py`;
+the GPU's own bf16 matrix rate is measured in the same run, so TFLOP/s can be read as a share of it.
+"""
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.flops import render_flops
+from model_core.configs import TINY_BUCKETS
+from model_core.events import StageFinished
+from model_core.images import find_best_bucket
+from model_core.interpolation import BUCKETS
+from model_core.pipeline import ModelSources, PaintsUndoPipeline
+from model_core.settings import RenderSettings
+from model_core.testing import write_full_size_models, write_tiny_models
+
+REFERENCE_FLOW = Path(__file__).with_name("reference_flow.py")
+# --quick: the default job's shape (six keyframes, seven clips) with few steps, on tiny models.
+QUICK_SETTINGS = {"keyframe_steps": 3, "video_steps": 3, "width": 256, "height": 320}
+# Tiny checkpoints the reference can load too (it hard-codes a 16x16 CLIP grid, and the video VAE
+# decoder's attention at levels 2 and 3), with the published 8x VAE and attention only at the UNet's
+# half resolution, so the reference's own clip sizes (448x384 and the like) run in minutes on a CPU.
+REFERENCE_COMPATIBLE_TINY = {
+    "image_encoder": {"image_size": 224, "patch_size": 14},
+    "vae": {"ch_mult": [1, 1, 2, 2]},
+    "unet": {"attention_resolutions": [2]},
+}
+
+
+@dataclass
+class Run:
+    """One timed render: seconds per stage, total seconds, peak GPU memory (None on CPU)."""
+
+    stages: dict[str, float] = field(default_factory=dict)
+    total: float = 0.0
+    peak_memory_bytes: int | None = None
+
+
+def test_picture(height: int = 768, width: int = 640) -> np.ndarray:
+    """A deterministic illustration stand-in: colour gradients, a dark disc and stripes."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    picture = np.stack([x / width * 255, y / height * 255, (x + y) / (width + height) * 255], axis=-1)
+    picture[(x - width / 2) ** 2 + (y - height / 2) ** 2 < (min(height, width) / 4) ** 2] = 30
+    picture[(y // 24) % 4 == 0] *= 0.6
+    return picture.astype(np.uint8)
+
+
+def prepare_models(folder: Path, *, quick: bool, reference: bool, device: torch.device) -> ModelSources:
+    """Reuse the checkpoints in `folder`, or write them there: tiny for --quick, else full size."""
+    sources = ModelSources.from_folder(folder)
+    if all(Path(path).is_dir() for path in (sources.tagger, sources.keyframe_model, sources.interpolation_model)):
+        print(f"models: reusing {folder}")
+        return sources
+    started = time.perf_counter()
+    if quick and reference:
+        from model_core import testing
+
+        testing.write_tiny_tagger(sources.tagger)
+        testing.write_keyframe_checkpoint(sources.keyframe_model)
+        testing.write_interpolation_checkpoint(sources.interpolation_model, **REFERENCE_COMPATIBLE_TINY)
+    elif quick:
+        write_tiny_models(folder)
+    else:
+        write_full_size_models(folder, device=device)
+    print(f"models: wrote {'tiny' if quick else 'full-size'} random-weight checkpoints to {folder} "
+          f"in {time.perf_counter() - started:.0f} s")  # fmt: skip
+    return sources
+
+
+def matmul_tflops(device: torch.device, dtype: torch.dtype) -> float:
+    """The device's measured dense matrix-product rate, TFLOP/s (8192^3 on a GPU, 2048^3 on a CPU)."""
+    n = 8192 if device.type == "cuda" else 2048
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    repeats = 20 if device.type == "cuda" else 3
+    for _ in range(3):
+        a @ b
+    _synchronize(device)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    _synchronize(device)
+    return 2 * n**3 * repeats / (time.perf_counter() - started) / 1e12
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_ours(pipeline: PaintsUndoPipeline, picture: np.ndarray, settings: RenderSettings, workdir: Path) -> Run:
+    device = pipeline.keyframe_model.device
+    run = Run()
+
+    def on_event(event):
+        if isinstance(event, StageFinished):
+            run.stages[event.stage.value] = event.seconds
+            print(f"  ours {event.stage.value:<13} {event.seconds:8.2f} s", flush=True)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    started = time.perf_counter()
+    result = pipeline.render(picture, workdir / "ours.mp4", settings, on_event=on_event)
+    run.total = time.perf_counter() - started
+    if device.type == "cuda":
+        run.peak_memory_bytes = torch.cuda.max_memory_allocated(device)
+    np.save(workdir / "ours_frames.npy", result.frames)
+    return run
+
+
+def run_reference(args: argparse.Namespace, sources: ModelSources, picture: Path, settings: RenderSettings,
+                  device: torch.device, warmup: int, workdir: Path) -> dict:  # fmt: skip
+    """Upstream's default flow in its own Python environment, on the same checkpoints and GPU."""
+    settings_file, result_file = workdir / "reference_settings.json", workdir / "reference_result.json"
+    settings_file.write_text(settings.model_dump_json(exclude={"video_cache_interval"}))  # the reference has none
+    command = [
+        args.reference_python, str(REFERENCE_FLOW),
+        "--upstream", str(args.reference), "--models", str(Path(sources.tagger).parent),
+        "--image", str(picture), "--settings", str(settings_file), "--workdir", str(workdir / "reference"),
+        "--result", str(result_file), "--device", device.type,
+        "--dtype", "float32" if device.type == "cpu" else "upstream",
+        "--repeats", str(args.repeats + warmup),  # it has no warm-up of its own: the best run counts
+    ] + (["--high-vram"] if args.reference_high_vram else [])  # fmt: skip
+    print("reference:", " ".join(command), flush=True)
+    subprocess.run(command, check=True)
+    return json.loads(result_file.read_text())
+
+
+def gpu_description(device: torch.device) -> str:
+    if device.type != "cuda":
+        return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    try:
+        driver = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True
+        ).stdout.strip()
+    except FileNotFoundError:
+        driver = "unknown"
+    return f"{torch.cuda.get_device_name(device)}, driver {driver}, CUDA {torch.version.cuda}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="CPU, tiny checkpoints, few steps (CI)")
+    parser.add_argument("--models", type=Path, help="checkpoint folder to reuse or write (default: a temp folder)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (--quick: cpu)")
+    parser.add_argument("--dtype", default="auto", help="auto (bfloat16 on CUDA), float32, bfloat16, float16")
+    parser.add_argument("--low-memory", action="store_true", help="the pipeline's low-memory mode")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both UNets")
+    parser.add_argument("--max-batch", type=int, help="clips sampled together (default: the pipeline's)")
+    parser.add_argument("--video-cache-interval", type=int, default=1, help="step caching (1 = off, exact)")
+    parser.add_argument("--warmup", type=int, help="untimed renders first (default: 1 on CUDA, 0 on CPU)")
+    parser.add_argument("--repeats", type=int, default=1, help="timed renders; the best total is reported")
+    parser.add_argument("--reference", type=Path, help="upstream Paints-UNDO checkout to run beside ours")
+    parser.add_argument("--reference-python", default=sys.executable, help="Python of the reference's environment")
+    parser.add_argument("--reference-high-vram", action="store_true", help="reference without its model swapping")
+    parser.add_argument("--json", type=Path, help="write every figure to this file")
+    args = parser.parse_args(argv)
+
+    device = torch.device("cpu") if args.quick else torch.device(
+        args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    )  # fmt: skip
+    if not args.quick and device.type != "cuda":
+        parser.error("the full-size benchmark needs a CUDA GPU; use --quick on a CPU")
+    settings = RenderSettings(video_cache_interval=args.video_cache_interval, **(QUICK_SETTINGS if args.quick else {}))
+    buckets = TINY_BUCKETS if args.quick and not args.reference else BUCKETS
+    warmup = args.warmup if args.warmup is not None else (1 if device.type == "cuda" else 0)
+
+    with tempfile.TemporaryDirectory(prefix="paints-undo-bench-") as scratch:
+        workdir = Path(scratch)
+        sources = prepare_models(args.models or workdir / "models", quick=args.quick, reference=bool(args.reference),
+                                 device=device)  # fmt: skip
+        picture = test_picture()
+        started = time.perf_counter()
+        pipeline = PaintsUndoPipeline.from_pretrained(
+            sources, device=str(device), dtype=args.dtype, buckets=buckets, max_batch=args.max_batch,
+            low_memory=args.low_memory, compile=args.compile,
+        )  # fmt: skip
+        load_seconds = time.perf_counter() - started
+        dtype = pipeline.keyframe_model.dtype
+        bucket = find_best_bucket(settings.height, settings.width, buckets)
+        print(f"device: {gpu_description(device)}; torch {torch.__version__}; dtype {dtype}; "
+              f"loaded in {load_seconds:.1f} s; clip bucket {bucket}; max_batch {pipeline.max_batch}")  # fmt: skip
+
+        for i in range(warmup):
+            print(f"warm-up {i + 1}/{warmup}", flush=True)
+            run_ours(pipeline, picture, settings, workdir)
+        runs = []
+        for i in range(args.repeats):
+            print(f"timed run {i + 1}/{args.repeats}", flush=True)
+            runs.append(run_ours(pipeline, picture, settings, workdir))
+        best = min(runs, key=lambda run: run.total)
+        flops = render_flops(sources, settings, bucket, pipeline.max_batch)
+        matmul = matmul_tflops(device, dtype if device.type == "cuda" else torch.float32)
+        del pipeline
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+        sampling_seconds = best.stages["keyframes"] + best.stages["interpolation"]
+        figures = {
+            "device": gpu_description(device),
+            "torch": torch.__version__,
+            "dtype": str(dtype),
+            "settings": settings.model_dump(),
+            "options": {"low_memory": args.low_memory, "compile": args.compile, "max_batch": args.max_batch},
+            "load_seconds": load_seconds,
+            "runs": [run.__dict__ for run in runs],
+            "flops": flops,
+            "matmul_tflops": matmul,
+            "tflops_sampling": flops["total"] / sampling_seconds / 1e12,
+            "tflops_total": flops["total"] / best.total / 1e12,
+        }
+        print_summary(best, figures)
+        if args.reference:
+            picture_file = _save_picture(picture, workdir)
+            reference = run_reference(args, sources, picture_file, settings, device, warmup, workdir)
+            reference_total = reference["best_total"]
+            figures["reference"] = reference
+            figures["speedup"] = reference_total / best.total
+            print(f"reference: total {reference_total:.2f} s; ours is {figures['speedup']:.2f}x faster")
+            theirs, ours = np.load(reference["frames"]), np.load(workdir / "ours_frames.npy")
+            if theirs.shape == ours.shape:
+                difference = np.abs(theirs.astype(int) - ours)
+                figures["frames_difference"] = {"max": int(difference.max()), "mean": float(difference.mean())}
+                print(f"frames vs the reference: max |diff| {difference.max()}, mean {difference.mean():.3f} levels")
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=2, default=str))
+            print(f"figures written to {args.json}")
+    return 0
+
+
+def print_summary(best: Run, figures: dict) -> None:
+    flops, matmul = figures["flops"], figures["matmul_tflops"]
+    stages = ", ".join(f"{stage} {seconds:.2f} s" for stage, seconds in best.stages.items())
+    print(f"\nours: total {best.total:.2f} s ({stages})")
+    if best.peak_memory_bytes is not None:
+        print(f"ours: peak GPU memory {best.peak_memory_bytes / 2**30:.2f} GiB")
+    print("FLOPs: " + ", ".join(f"{name} {_si(value)}FLOP" for name, value in flops.items()))
+    print(
+        f"achieved: {figures['tflops_total']:.3g} TFLOP/s over the whole job, {figures['tflops_sampling']:.3g} over "
+        f"the sampling stages; measured matmul rate {matmul:.3g} TFLOP/s ({figures['tflops_total'] / matmul:.0%} of "
+        "it over the whole job)"
+    )
+
+
+def _si(value: float) -> str:
+    """1.02e16 -> '10.2 P'."""
+    for prefix, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9)):
+        if value >= scale:
+            return f"{value / scale:.3g} {prefix}"
+    return f"{value:.3g} "
+
+
+def _save_picture(picture: np.ndarray, folder: Path) -> Path:
+    from PIL import Image
+
+    path = folder / "picture.png"
+    Image.fromarray(picture).save(path)
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())
