@@ -464,8 +464,8 @@ def make_clip(
     pipe, place = ref.video_pipe, ref.placement.load_models_to_gpu
 
     height, width = model_core_images.find_best_bucket(first.shape[0], first.shape[1], BUCKETS)
-    first = up.resize_and_center_crop(first, target_width=width, target_height=height)
-    last = up.resize_and_center_crop(last, target_width=width, target_height=height)
+    first = up.resize_and_center_crop(first, width, height)
+    last = up.resize_and_center_crop(last, width, height)
     frames = to_tensor([first, last]).unsqueeze(0).movedim(1, 2)  # (1, 3, 2, H, W)
 
     place(pipe.text_encoder)

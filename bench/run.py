@@ -44,7 +44,12 @@ QUICK_SETTINGS = {"keyframe_steps": 3, "video_steps": 3, "width": 256, "height":
 # half resolution, so the reference's own clip sizes (448x384 and the like) run in minutes on a CPU.
 REFERENCE_COMPATIBLE_TINY = {
     "image_encoder": {"image_size": 224, "patch_size": 14},
-    "vae": {"ch_mult": [1, 1, 2, 2]},
+    "vae": {
+        "ch_mult": [1, 1, 2, 2],
+        "refinement_attention_levels": [2, 3],
+        "refinement_heads": 8,
+        "refinement_head_dim": 64,
+    },
     "unet": {"attention_resolutions": [2]},
 }
 
@@ -169,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true", help="torch.compile both UNets")
     parser.add_argument("--max-batch", type=int, help="clips sampled together (default: the pipeline's)")
     parser.add_argument("--video-cache-interval", type=int, default=1, help="step caching (1 = off, exact)")
+    parser.add_argument("--settings", type=json.loads, default={}, help="other RenderSettings fields, as JSON")
     parser.add_argument("--warmup", type=int, help="untimed renders first (default: 1 on CUDA, 0 on CPU)")
     parser.add_argument("--repeats", type=int, default=1, help="timed renders; the best total is reported")
     parser.add_argument("--reference", type=Path, help="upstream Paints-UNDO checkout to run beside ours")
@@ -182,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     if not args.quick and device.type != "cuda":
         parser.error("the full-size benchmark needs a CUDA GPU; use --quick on a CPU")
-    settings = RenderSettings(video_cache_interval=args.video_cache_interval, **(QUICK_SETTINGS if args.quick else {}))
+    settings = RenderSettings(
+        **(QUICK_SETTINGS if args.quick else {}) | {"video_cache_interval": args.video_cache_interval} | args.settings
+    )
     buckets = TINY_BUCKETS if args.quick and not args.reference else BUCKETS
     warmup = args.warmup if args.warmup is not None else (1 if device.type == "cuda" else 0)
 
