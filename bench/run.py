@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             reference_total = reference["best_total"]
             figures["reference"] = reference
             figures["speedup"] = reference_total / best.total
-            print(f"reference: total {reference_total:.2f} s; ours is {figures['speedup']:.2f}x faster")
+            print(f"reference: total {reference_total:.2f} s; speedup (reference / ours) {figures['speedup']:.2f}x")
             theirs, ours = np.load(reference["frames"]), np.load(workdir / "ours_frames.npy")
             if theirs.shape == ours.shape:
                 difference = np.abs(theirs.astype(int) - ours)
