@@ -29,7 +29,7 @@ from model_core.clip import (
 )
 from model_core.errors import InvalidInputError
 from model_core.images import check_rgb_image, find_best_bucket, resize_and_center_crop, to_tensor, to_uint8
-from model_core.offload import ModelPlacement
+from model_core.offload import ModelPlacement, placement_for
 from model_core.resampler import Resampler
 from model_core.samplers import (
     DDIMStep,
@@ -85,9 +85,7 @@ class InterpolationModel:
     ):
         self.device = torch.device(device)
         self.dtype = dtype
-        self.placement = ModelPlacement(self.device) if placement is None else placement
-        if self.placement.device != self.device:
-            raise ValueError(f"placement is for {self.placement.device}, the model for {self.device}.")
+        self.placement = placement_for(self.device, placement)
         self.tokenizer = tokenizer
         self.text_encoder = self.placement.adopt(text_encoder, dtype)
         self.image_encoder = self.placement.adopt(image_encoder, dtype)

@@ -23,7 +23,7 @@ from model_core.checks import check_cfg, check_seed, check_text, is_integer
 from model_core.clip import CLIPTextModel, encode_prompts
 from model_core.errors import InvalidInputError
 from model_core.images import check_rgb_image, resize_and_center_crop, to_tensor, to_uint8
-from model_core.offload import ModelPlacement
+from model_core.offload import ModelPlacement, placement_for
 from model_core.samplers import DiscreteEpsSchedule, StepCallback, sample_dpmpp_2m
 from model_core.unet2d import KeyframeUNet
 
@@ -66,9 +66,7 @@ class KeyframeModel:
     ):
         self.device = torch.device(device)
         self.dtype = dtype
-        self.placement = ModelPlacement(self.device) if placement is None else placement
-        if self.placement.device != self.device:
-            raise ValueError(f"placement is for {self.placement.device}, the model for {self.device}.")
+        self.placement = placement_for(self.device, placement)
         self.tokenizer = tokenizer
         self.text_encoder = self.placement.adopt(text_encoder, dtype)
         self.vae = self.placement.adopt(vae, dtype)

@@ -39,3 +39,12 @@ class ModelPlacement:
             torch.cuda.empty_cache()  # hand the freed blocks back before the next stage allocates
         for module in modules:
             module.to(self.device)
+
+
+def placement_for(device: torch.device, placement: ModelPlacement | None) -> ModelPlacement:
+    """`placement`, checked to be for `device`; a resident one when None."""
+    if placement is None:
+        return ModelPlacement(device)
+    if placement.device != device:
+        raise ValueError(f"placement is for {placement.device}, the model for {device}.")
+    return placement

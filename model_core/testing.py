@@ -151,21 +151,18 @@ def write_keyframe_checkpoint(
     unet, text_encoder, vae: config values that replace those of the preset.
     """
     folder = Path(folder)
-    presets = (
-        (configs.KEYFRAME_TEXT_ENCODER, configs.KEYFRAME_VAE, configs.KEYFRAME_UNET)
-        if full_size
-        else (configs.TINY_KEYFRAME_TEXT_ENCODER, configs.TINY_KEYFRAME_VAE, configs.TINY_KEYFRAME_UNET)
-    )
+    prefix = "KEYFRAME" if full_size else "TINY_KEYFRAME"
+    preset = {name: getattr(configs, f"{prefix}_{name.upper()}") for name in ("text_encoder", "vae", "unet")}
     with torch.random.fork_rng(devices=[]), torch.device(device):  # seed without touching the caller's RNG
         torch.manual_seed(seed)
-        _write_text_tower(folder, presets[0] | (text_encoder or {}), pad_token, dtype)
+        _write_text_tower(folder, preset["text_encoder"] | (text_encoder or {}), pad_token, dtype)
 
-        vae_config = presets[1] | (vae or {})
+        vae_config = preset["vae"] | (vae or {})
         vae_model = AutoencoderKL(**vae_config)
         vae_file_config = {"_class_name": "AutoencoderKL", "_diffusers_version": DIFFUSERS_VERSION} | vae_config
         _save_component(folder / "vae", vae_file_config, vae_model, DIFFUSERS_WEIGHTS, dtype)
 
-        unet_config = presets[2] | (unet or {})
+        unet_config = preset["unet"] | (unet or {})
         unet_model = KeyframeUNet(**unet_config)
         # As published: the saved config says 4 input channels although conv_in takes 8.
         unet_file_config = {

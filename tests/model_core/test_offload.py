@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from model_core.offload import ModelPlacement
+from model_core.offload import ModelPlacement, placement_for
 from model_core.pipeline import PaintsUndoPipeline
 from model_core.settings import RenderSettings
 from model_core.testing import write_tiny_models
@@ -42,6 +42,12 @@ def test_resident_placement_puts_modules_on_the_device_once_and_never_moves_them
     placement.use(module)
     assert module.moves == ["cuda:0"]
     assert ModelPlacement("cpu", offload=True).offload is False  # nowhere to offload to
+
+
+def test_a_model_takes_only_a_placement_for_its_own_device():
+    assert placement_for(torch.device("cpu"), None).offload is False
+    with pytest.raises(ValueError, match="placement is for cuda:0, the model for cpu"):
+        placement_for(torch.device("cpu"), ModelPlacement("cuda:0", offload=True))
 
 
 class TrackingPlacement(ModelPlacement):
