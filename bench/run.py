@@ -6,7 +6,7 @@
     python -m bench.run --low-memory         # the 12 GB mode
     python -m bench.run --quick              # CPU, tiny checkpoints, few steps: proves the benchmark runs (CI)
 
-The models are built at full size with random weights (`model_core.testing.write_full_size_models`):
+The models are built at full size with random weights (`model_core.tiny.write_full_size_models`):
 the same FLOPs and memory as the published ones, not their pictures. The reference is upstream's
 code (github lllyasviel/Paints-UNDO), fetched into a scratch folder (DIR) and never committed; it
 runs in its own Python environment (PYTHON, with its pinned diffusers/transformers) through
@@ -34,7 +34,7 @@ from model_core.images import find_best_bucket
 from model_core.interpolation import BUCKETS
 from model_core.pipeline import ModelSources, PaintsUndoPipeline
 from model_core.settings import RenderSettings
-from model_core.testing import write_full_size_models, write_tiny_models
+from model_core.tiny import write_full_size_models, write_tiny_models
 
 REFERENCE_FLOW = Path(__file__).with_name("reference_flow.py")
 # --quick: the default job's shape (six keyframes, seven clips) with few steps, on tiny models.
@@ -80,11 +80,11 @@ def prepare_models(folder: Path, *, quick: bool, reference: bool, device: torch.
         return sources
     started = time.perf_counter()
     if quick and reference:
-        from model_core import testing
+        from model_core import tiny
 
-        testing.write_tiny_tagger(sources.tagger)
-        testing.write_keyframe_checkpoint(sources.keyframe_model)
-        testing.write_interpolation_checkpoint(sources.interpolation_model, **REFERENCE_COMPATIBLE_TINY)
+        tiny.write_tiny_tagger(sources.tagger)
+        tiny.write_keyframe_checkpoint(sources.keyframe_model)
+        tiny.write_interpolation_checkpoint(sources.interpolation_model, **REFERENCE_COMPATIBLE_TINY)
     elif quick:
         write_tiny_models(folder)
     else:

@@ -32,7 +32,7 @@ from model_core.pipeline import ModelSources, PaintsUndoPipeline, RenderResult
 from model_core.samplers import SamplerStep
 from model_core.settings import RenderSettings, describe_validation_error
 from model_core.tagger import Tagger
-from model_core.testing import tiny_pipeline, write_tiny_models
+from model_core.tiny import tiny_pipeline, write_tiny_models
 from model_core.video import check_mp4_path
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CHECKPOINT, EXIT_INTERRUPTED = 1, 2, 3, 130

@@ -7,7 +7,7 @@ import pytest
 
 from model_core.interpolation import InterpolationModel
 from model_core.keyframes import KeyframeModel
-from model_core.testing import write_interpolation_checkpoint, write_keyframe_checkpoint, write_tiny_tagger
+from model_core.tiny import write_interpolation_checkpoint, write_keyframe_checkpoint, write_tiny_tagger
 
 
 @pytest.fixture(scope="session")

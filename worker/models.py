@@ -21,7 +21,7 @@ from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from model_core.configs import TINY_BUCKETS
 from model_core.errors import CheckpointError
 from model_core.pipeline import ModelSources, PaintsUndoPipeline
-from model_core.testing import write_tiny_models
+from model_core.tiny import write_tiny_models
 from worker.config import TINY_MODEL, ServiceSettings
 
 log = logging.getLogger(__name__)

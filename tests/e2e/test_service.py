@@ -20,9 +20,8 @@ from conftest import (
     Stack,
     wait_until,
 )
+from mp4 import read_mp4
 from PIL import Image
-
-from model_core.testing import read_mp4
 
 
 def png(width: int = 80, height: int = 96, seed: int = 0) -> bytes:

@@ -11,7 +11,7 @@ from model_core.configs import TINY_BUCKETS
 from model_core.errors import CheckpointError, InvalidInputError
 from model_core.interpolation import SUBFOLDERS, InterpolationModel
 from model_core.samplers import SamplerStep
-from model_core.testing import write_interpolation_checkpoint
+from model_core.tiny import write_interpolation_checkpoint
 
 ARGS = dict(prompt="1girl, masterpiece", steps=3, cfg=7.5, buckets=TINY_BUCKETS)
 COMPONENTS = ("text_encoder", "image_encoder", "vae", "image_projection", "unet")

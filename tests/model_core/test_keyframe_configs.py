@@ -9,7 +9,7 @@ from torch import nn
 
 from model_core.errors import CheckpointError
 from model_core.keyframes import KeyframeModel
-from model_core.testing import write_keyframe_checkpoint
+from model_core.tiny import write_keyframe_checkpoint
 
 
 def first_transformer(model: KeyframeModel):

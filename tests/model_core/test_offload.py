@@ -8,7 +8,7 @@ from torch import nn
 from model_core.offload import ModelPlacement, placement_for
 from model_core.pipeline import PaintsUndoPipeline
 from model_core.settings import RenderSettings
-from model_core.testing import write_tiny_models
+from model_core.tiny import write_tiny_models
 
 
 class Movable(nn.Module):

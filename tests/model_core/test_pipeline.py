@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from mp4 import mp4_boxes, read_mp4
 
 from model_core.configs import TINY_BUCKETS
 from model_core.errors import CheckpointError, InvalidInputError, RenderCanceled
@@ -18,7 +19,6 @@ from model_core.images import find_best_bucket, resize_and_center_crop
 from model_core.pipeline import ModelSources, PaintsUndoPipeline
 from model_core.settings import RenderSettings
 from model_core.tagger import Tagger
-from model_core.testing import mp4_boxes, read_mp4
 
 SETTINGS = RenderSettings(
     undo_steps=[300, 700, 999], width=256, height=320, keyframe_steps=2, video_steps=2, fps=5, video_seed=7

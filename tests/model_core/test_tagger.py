@@ -3,7 +3,7 @@ import pytest
 
 from model_core.errors import CheckpointError, InvalidInputError
 from model_core.tagger import Tagger
-from model_core.testing import TINY_TAGGER_SIZE, TINY_TAGS, write_tiny_tagger
+from model_core.tiny import TINY_TAGGER_SIZE, TINY_TAGS, write_tiny_tagger
 
 
 def tagger_with(tmp_path, probabilities: dict[str, float]) -> Tagger:

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mp4 import mp4_boxes, read_mp4
 
 from model_core.errors import InvalidInputError, VideoEncodingError
-from model_core.testing import mp4_boxes, read_mp4
 from model_core.video import write_mp4
 
 FRAMES, HEIGHT, WIDTH = 30, 48, 64

@@ -4,7 +4,7 @@ import filecmp
 
 import torch
 
-from model_core.testing import write_keyframe_checkpoint, write_tiny_tagger
+from model_core.tiny import write_keyframe_checkpoint, write_tiny_tagger
 
 FILES = [
     "tokenizer/vocab.json",

@@ -1,20 +1,17 @@
-"""Random-weight checkpoints in the exact published layouts: tiny ones for tests, demos and CI, and
-full-size ones for the benchmark.
+"""The tiny preset: random-weight checkpoints in the exact published layouts, small enough for tests,
+demos and CI (`--tiny`, `PAINTS_UNDO_MODEL=tiny`), and the same at full size for the benchmark.
 
 Random weights generate noise, not drawings. Tiny checkpoints exercise loading and every code path
 on a CPU in seconds; full-size ones (`full_size=True`, the published configs of `configs.py`) have
 the real models' FLOPs and memory, for `bench/`. Nothing loads them unless asked to by name
-(`write_*`, `--tiny`). Output is deterministic for a seed. Also: `tiny_pipeline`, and MP4 readers
-that tests check videos with.
+(`write_*`, `--tiny`). Output is deterministic for a seed. Also: `tiny_pipeline`.
 """
 
 import csv
 import json
-import struct
 from pathlib import Path
 from typing import Any
 
-import imageio_ffmpeg
 import numpy as np
 import onnx
 import torch
@@ -303,26 +300,3 @@ def tiny_pipeline(
     return PaintsUndoPipeline.from_pretrained(
         write_tiny_models(folder), device=device, dtype=dtype, buckets=configs.TINY_BUCKETS, **options
     )
-
-
-def read_mp4(path: str | Path) -> tuple[dict[str, Any], np.ndarray]:
-    """Decode a video with the bundled ffmpeg: its metadata (codec, pix_fmt, fps, size as (width, height),
-    duration) and its (T, H, W, 3) uint8 RGB frames."""
-    reader = imageio_ffmpeg.read_frames(str(path))
-    meta = next(reader)
-    width, height = meta["size"]
-    return meta, np.stack([np.frombuffer(frame, np.uint8).reshape(height, width, 3) for frame in reader])
-
-
-def mp4_boxes(path: str | Path) -> list[str]:
-    """The types of an MP4's top-level boxes, in file order ("moov" before "mdat" means faststart)."""
-    data, boxes, offset = Path(path).read_bytes(), [], 0
-    while offset < len(data):
-        size, kind = struct.unpack(">I4s", data[offset : offset + 8])
-        if size == 1:  # a 64-bit size follows the type
-            (size,) = struct.unpack(">Q", data[offset + 8 : offset + 16])
-        if size < 8:
-            raise ValueError(f"{path}: bad MP4 box size {size} at byte {offset}.")
-        boxes.append(kind.decode("ascii"))
-        offset += size
-    return boxes
