@@ -4,7 +4,7 @@ import hashlib
 
 from pydantic import Field, field_validator
 
-from worker.config import CommaList, ServiceSettings, split_commas
+from jobs.settings import CommaList, ServiceSettings, split_commas
 
 
 def key_owner(api_key: str) -> str:

@@ -11,9 +11,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.config import ApiSettings
 from api.errors import ApiError
-from worker.jobs import JobStore
-from worker.notify import WebhookNotifier
-from worker.storage import LocalStorage, Storage
+from jobs.notify import WebhookNotifier
+from jobs.storage import LocalStorage, Storage
+from jobs.store import JobStore
 
 
 @dataclass(frozen=True)

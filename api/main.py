@@ -19,11 +19,11 @@ from api.errors import error_response, install_error_handlers
 from api.limits import FORM_OVERHEAD_BYTES, BodySizeLimit
 from api.metrics import ServiceCollector
 from api.routes import events, files, health, jobs
-from worker.app import create_celery
-from worker.jobs import JobStore, connect
-from worker.notify import WebhookNotifier
-from worker.storage import StorageError, open_storage
-from worker.webhooks import parse_secret
+from jobs.notify import WebhookNotifier
+from jobs.queue import create_celery
+from jobs.storage import StorageError, open_storage
+from jobs.store import JobStore, connect
+from jobs.webhooks import parse_secret
 
 log = logging.getLogger("api")
 

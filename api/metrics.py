@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from worker.jobs import (
+from jobs.store import (
     FAILURES_KEY,
     QUEUED_KEY,
     STAGE_BUCKETS,

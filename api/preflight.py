@@ -9,7 +9,7 @@ import redis
 from pydantic import ValidationError
 
 from api.config import ApiSettings
-from worker.storage import StorageError, open_storage
+from jobs.storage import StorageError, open_storage
 
 
 def main() -> None:

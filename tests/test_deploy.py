@@ -21,7 +21,7 @@ import yaml
 from celery import Celery
 from celery.app.utils import find_app
 
-from worker.config import ServiceSettings
+from jobs.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"

@@ -3,7 +3,7 @@
 For example: celery -A worker.cli_app inspect ping --destination render@$HOSTNAME
 """
 
-from worker.app import create_celery
-from worker.config import ServiceSettings
+from jobs.queue import create_celery
+from jobs.settings import ServiceSettings
 
 app = create_celery(ServiceSettings())

@@ -18,11 +18,11 @@ from pathlib import Path
 from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
+from jobs.settings import TINY_MODEL, ServiceSettings
 from model_core.configs import TINY_BUCKETS
 from model_core.errors import CheckpointError
 from model_core.pipeline import ModelSources, PaintsUndoPipeline
 from model_core.tiny import write_tiny_models
-from worker.config import TINY_MODEL, ServiceSettings
 
 log = logging.getLogger(__name__)
 

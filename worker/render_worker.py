@@ -3,7 +3,7 @@
     python -m worker.render_worker [extra `celery worker` options]
 
 Prefork with one process: the main process fetches the checkpoints and supervises; the forked process
-loads the models once and runs one job at a time (acks late, prefetch 1: see worker.app). When that
+loads the models once and runs one job at a time (acks late, prefetch 1: see jobs.queue). When that
 process dies mid-job, Celery puts the job back in the queue and forks a new one.
 """
 
@@ -13,15 +13,15 @@ import sys
 from celery import Task
 from celery.signals import worker_process_init
 
+from jobs.notify import WebhookNotifier
+from jobs.queue import RENDER_TASK, create_celery
+from jobs.settings import RENDER_QUEUE, ServiceSettings
+from jobs.storage import StorageError, open_storage
+from jobs.store import JobError, JobStore, connect
 from model_core.errors import CheckpointError
 from model_core.pipeline import ModelSources
-from worker.app import RENDER_TASK, create_celery
-from worker.config import RENDER_QUEUE, ServiceSettings
-from worker.jobs import JobError, JobStore, connect
 from worker.models import ResidentPipeline, fetch_models, load_pipeline
-from worker.notify import WebhookNotifier
 from worker.runner import JobRunner
-from worker.storage import StorageError, open_storage
 
 log = logging.getLogger("worker.render")
 

@@ -12,6 +12,9 @@ from pathlib import Path
 from celery.exceptions import SoftTimeLimitExceeded
 from PIL import Image
 
+from jobs.notify import WebhookNotifier
+from jobs.storage import Storage, StorageError, StorageNotFound
+from jobs.store import EventType, Job, JobError, JobStatus, JobStore, Keyframe, job_prefix, keyframe_key, video_key
 from model_core.errors import InvalidInputError, RenderCanceled
 from model_core.events import (
     KeyframeReady,
@@ -24,9 +27,6 @@ from model_core.events import (
 from model_core.images import read_image
 from model_core.pipeline import PaintsUndoPipeline
 from model_core.settings import RenderSettings
-from worker.jobs import EventType, Job, JobError, JobStatus, JobStore, Keyframe, job_prefix, keyframe_key, video_key
-from worker.notify import WebhookNotifier
-from worker.storage import Storage, StorageError, StorageNotFound
 
 log = logging.getLogger(__name__)
 

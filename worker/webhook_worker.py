@@ -16,13 +16,13 @@ from pathlib import Path
 
 from celery import Task
 
-from worker.app import SWEEP_TASK, WEBHOOK_TASK, create_celery
-from worker.config import WEBHOOK_QUEUE, ServiceSettings
-from worker.jobs import JobStore, connect, job_prefix
-from worker.storage import StorageError, open_storage
-from worker.webhooks import WebhookError, backoff_seconds, check_target, deliver, parse_secret, signed_headers
+from jobs.queue import SWEEP_TASK, WEBHOOK_TASK, create_celery
+from jobs.settings import WEBHOOK_QUEUE, ServiceSettings
+from jobs.storage import StorageError, open_storage
+from jobs.store import JobStore, connect, job_prefix
+from jobs.webhooks import WebhookError, backoff_seconds, check_target, deliver, parse_secret, signed_headers
 
-log = logging.getLogger("worker.webhooks")
+log = logging.getLogger("jobs.webhooks")
 
 
 class WebhookWorker:

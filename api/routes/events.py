@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import OwnerDep, Services, ServicesDep
 from api.errors import ErrorResponse, not_found
-from worker.jobs import Event, EventType, events_key, job_key, parse_event
+from jobs.store import Event, EventType, events_key, job_key, parse_event
 
 router = APIRouter(prefix="/v1/jobs", tags=["events"])
 

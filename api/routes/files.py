@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 
 from api.deps import ServicesDep
 from api.errors import ApiError, ErrorResponse, not_found
-from worker.storage import SignatureError, StorageNotFound
+from jobs.storage import SignatureError, StorageNotFound
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 

@@ -6,7 +6,7 @@ from pydantic import BaseModel
 
 from api.deps import ServicesDep
 from api.errors import ErrorResponse, error_response
-from worker.storage import StorageError
+from jobs.storage import StorageError
 
 router = APIRouter(tags=["health"])
 

@@ -11,9 +11,9 @@ from pydantic import BaseModel, ValidationError
 from api.deps import OwnerDep, Services, ServicesDep
 from api.errors import ApiError, ErrorResponse, not_found
 from api.uploads import check_image
-from model_core.settings import RenderSettings, describe_validation_error
-from worker.app import RENDER_TASK
-from worker.jobs import (
+from jobs.queue import RENDER_TASK
+from jobs.schemas import JobOut, job_view
+from jobs.store import (
     EventType,
     IdempotencyConflict,
     Job,
@@ -23,8 +23,8 @@ from worker.jobs import (
     job_prefix,
     new_job_id,
 )
-from worker.schemas import JobOut, job_view
-from worker.webhooks import WebhookError, check_target, parse_events
+from jobs.webhooks import WebhookError, check_target, parse_events
+from model_core.settings import RenderSettings, describe_validation_error
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 

@@ -10,7 +10,7 @@ from services import start_redis_server
 from api.config import ApiSettings
 from api.main import create_app
 from api.routes import events as events_route
-from worker.jobs import Job, JobStatus, input_key, new_job_id
+from jobs.store import Job, JobStatus, input_key, new_job_id
 
 
 class Connected:

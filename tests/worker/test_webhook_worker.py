@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from services import start_redis_server
 
-from worker.config import ServiceSettings
-from worker.jobs import Job, JobStatus, input_key, new_job_id, video_key
+from jobs.settings import ServiceSettings
+from jobs.store import Job, JobStatus, input_key, new_job_id, video_key
 from worker.webhook_worker import WebhookWorker
 
 

@@ -6,11 +6,11 @@ import time
 
 from celery import Celery
 
-from worker.app import WEBHOOK_TASK
-from worker.config import ServiceSettings
-from worker.jobs import EventType, Job
-from worker.schemas import job_view, timestamp
-from worker.storage import Storage
+from jobs.queue import WEBHOOK_TASK
+from jobs.schemas import job_view, timestamp
+from jobs.settings import ServiceSettings
+from jobs.storage import Storage
+from jobs.store import EventType, Job
 
 
 class WebhookNotifier:

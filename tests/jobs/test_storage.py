@@ -1,4 +1,4 @@
-"""worker.storage against real stores: moto's S3 server in a subprocess, and a folder in tmp_path."""
+"""jobs.storage against real stores: moto's S3 server in a subprocess, and a folder in tmp_path."""
 
 import calendar
 import os
@@ -16,8 +16,8 @@ import pytest
 from botocore.client import BaseClient
 from services import free_port, start_moto_server
 
-from worker.config import ServiceSettings
-from worker.storage import (
+from jobs.settings import ServiceSettings
+from jobs.storage import (
     LocalStorage,
     S3Storage,
     SignatureError,

@@ -1,4 +1,4 @@
-"""worker.webhooks: signatures checked by the reference verifier, URL refusals, deliveries to a real local server."""
+"""jobs.webhooks: signatures checked by the reference verifier, URL refusals, deliveries to a real local server."""
 
 import base64
 import ipaddress
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from worker.webhooks import (
+from jobs.webhooks import (
     WEBHOOK_EVENTS,
     WebhookError,
     WebhookTarget,

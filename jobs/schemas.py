@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from worker.jobs import Job, JobStatus
-from worker.storage import Storage
+from jobs.storage import Storage
+from jobs.store import Job, JobStatus
 
 
 class KeyframeOut(BaseModel):

@@ -1,4 +1,4 @@
-"""worker.jobs.JobStore against a private redis-server: records, status changes, indexes, counters and a race."""
+"""jobs.store.JobStore against a private redis-server: records, status changes, indexes, counters and a race."""
 
 import json
 import threading
@@ -10,7 +10,7 @@ import pytest
 import redis
 from services import start_redis_server
 
-from worker.jobs import (
+from jobs.store import (
     EXPIRY_KEY,
     FAILURES_KEY,
     PREFIX,

@@ -5,7 +5,7 @@ Light (no torch): the API sends tasks through it by name, without importing the 
 
 from celery import Celery
 
-from worker.config import RENDER_QUEUE, WEBHOOK_QUEUE, ServiceSettings
+from jobs.settings import RENDER_QUEUE, WEBHOOK_QUEUE, ServiceSettings
 
 RENDER_TASK = "paints_undo.render"
 WEBHOOK_TASK = "paints_undo.deliver_webhook"
@@ -17,7 +17,7 @@ def create_celery(settings: ServiceSettings) -> Celery:
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
-        task_ignore_result=True,  # job state lives in worker.jobs, not in a result backend
+        task_ignore_result=True,  # job state lives in jobs.store, not in a result backend
         task_routes={
             RENDER_TASK: {"queue": RENDER_QUEUE},
             WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE},

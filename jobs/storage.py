@@ -31,7 +31,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from worker.config import ServiceSettings
+from jobs.settings import ServiceSettings
 
 KEY_PATTERN = re.compile(r"[A-Za-z0-9._/-]{1,512}")
 SECRET_FILE = ".url-secret"
