@@ -1,5 +1,8 @@
 """Where the models run: device and dtype from a name, with "auto" picking the fast choice available."""
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
 from model_core.errors import InvalidInputError
@@ -37,3 +40,21 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
     if name not in DTYPES:
         raise InvalidInputError(f"Unknown dtype {name!r}: use 'auto' or one of {', '.join(DTYPES)}.")
     return DTYPES[name]
+
+
+def generator(device: torch.device, seed: int) -> torch.Generator:
+    """A generator seeded `seed` for drawing on `device`. The meta device (shapes only, used to count
+    work and memory) has no generator of its own and ignores the one it is given, so it gets a CPU one."""
+    return torch.Generator("cpu" if device.type == "meta" else device).manual_seed(seed)
+
+
+@contextlib.contextmanager
+def fixed_shapes() -> Iterator[None]:
+    """For loops whose every call has the same shapes (a sampler's steps): let cuDNN time its
+    convolution algorithms once per shape and keep the fastest. Restored on leaving."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before

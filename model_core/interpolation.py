@@ -27,6 +27,7 @@ from model_core.clip import (
     CLIPVisionModelWithProjection,
     encode_prompts,
 )
+from model_core.devices import fixed_shapes, generator
 from model_core.errors import InvalidInputError
 from model_core.images import check_rgb_image, find_best_bucket, resize_and_center_crop, to_tensor, to_uint8
 from model_core.offload import ModelPlacement, placement_for
@@ -282,10 +283,12 @@ class InterpolationModel:
             positive, negative = out.chunk(2)
             return rescaled_guidance(positive, negative, cfg, GUIDANCE_RESCALE)
 
-        generators = [torch.Generator(self.device).manual_seed(seed) for seed in seeds]
+        generators = [generator(self.device, seed) for seed in seeds]
         shape = (1, *concat_cond.shape[1:])
         self.placement.use(self.unet)
-        return sample_dynamic_tsnr(velocity, plan, generators, shape, self.device, callback=callback), reference
+        with fixed_shapes():
+            latents = sample_dynamic_tsnr(velocity, plan, generators, shape, self.device, callback=callback)
+        return latents, reference
 
     def _image_tokens(self, pictures: torch.Tensor) -> torch.Tensor:
         """(2B, 3, H, W) first/last pictures -> (B, T, tokens, dim) per-frame image tokens."""

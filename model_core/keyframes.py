@@ -21,6 +21,7 @@ from model_core.checkpoints import (
 )
 from model_core.checks import check_cfg, check_seed, check_text, is_integer
 from model_core.clip import CLIPTextModel, encode_prompts
+from model_core.devices import fixed_shapes, generator
 from model_core.errors import InvalidInputError
 from model_core.images import check_rgb_image, resize_and_center_crop, to_tensor, to_uint8
 from model_core.offload import ModelPlacement, placement_for
@@ -176,11 +177,13 @@ class KeyframeModel:
             return x - eps * sigma[:, None, None, None]
 
         sigmas = self.schedule.karras_sigmas(steps)
-        generator = torch.Generator(self.device).manual_seed(seed)
-        noise = torch.randn(image_latent.shape, generator=generator, device=self.device, dtype=torch.float32)
+        noise = torch.randn(
+            image_latent.shape, generator=generator(self.device, seed), device=self.device, dtype=torch.float32
+        )
         x = noise.repeat(batch, 1, 1, 1) * sigmas[0]
         self.placement.use(self.unet)
-        latents = sample_dpmpp_2m(denoiser, x, sigmas, callback=callback)
+        with fixed_shapes():
+            latents = sample_dpmpp_2m(denoiser, x, sigmas, callback=callback)
 
         self.placement.use(self.vae)
         decoded = self.vae.decode(latents.to(self.dtype) / scaling).sample

@@ -1,8 +1,11 @@
 """The sampler loops queue device work without waiting for it: no value comes back to the host mid-loop.
 
 A host sync is any read of a tensor's value by Python (`.item()`, `bool(t)`, `.tolist()`, data-dependent
-shapes); on a GPU each one stalls the CPU until the queue drains. On CPU we catch every such read
-with a dispatch mode; on CUDA, torch's sync debug mode also catches device-to-host copies.
+shapes), or a copy of a host tensor to the device (pageable host memory waits for the GPU); on a GPU
+each one stalls the CPU until the queue drains. On CPU we catch every such read with a dispatch mode.
+Copies from the host are invisible on CPU (host and device are one), so the models also run on the
+meta device (shapes only, no values), where any op that touches a CPU tensor in the loop is one, and
+any read of a value fails. On CUDA, torch's sync debug mode also catches device-to-host copies.
 Syncs before the loop (working out the schedule) and after it (decoding to uint8) are expected;
 the checks cover the steps after the first callback up to the last one.
 """
@@ -10,6 +13,10 @@ the checks cover the steps after the first callback up to the last one.
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+from model_core.interpolation import InterpolationModel
+from model_core.keyframes import KeyframeModel
 
 # ATen ops that hand a tensor's value, or a shape that depends on it, to the host. Under inference
 # mode `.item()` and `bool()` arrive undecomposed, as item and is_nonzero.
@@ -91,6 +98,59 @@ def test_sampler_loops_read_nothing_back_on_cpu(run, request, picture):
     assert mode.reads == []
 
 
+class HostTensors(TorchDispatchMode):
+    """Records the ops given or making a CPU tensor while `in_loop` is True (the models being on meta)."""
+
+    def __init__(self):
+        super().__init__()
+        self.in_loop = False
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if self.in_loop:
+            tensors = [t for t in tree_leaves((args, kwargs, out)) if isinstance(t, torch.Tensor)]
+            if any(t.device.type == "cpu" for t in tensors):
+                self.ops.append(str(func))
+        return out
+
+
+class _LoopDone(Exception):
+    """Raised from the callback at the last step: decoding meta tensors to pictures is not possible."""
+
+
+@pytest.mark.parametrize("kind", ["keyframes", "interpolation"])
+def test_sampler_loops_copy_nothing_from_the_host_on_the_meta_device(
+    kind, keyframe_checkpoint, interpolation_checkpoint, picture
+):
+    if kind == "keyframes":
+        model = KeyframeModel.from_pretrained(keyframe_checkpoint, device="meta")
+        run = _generate_keyframes
+    else:
+        model = InterpolationModel.from_pretrained(interpolation_checkpoint, device="meta")
+        run = _interpolate
+    mode = HostTensors()
+
+    def enter():
+        mode.in_loop = True
+
+    def leave():
+        mode.in_loop = False
+        raise _LoopDone
+
+    with mode, pytest.raises(_LoopDone):  # a read of a meta tensor's value would raise something else
+        run(model, picture, _loop_marker(4, enter, leave))
+    assert mode.ops == []
+
+
+def test_the_meta_detector_sees_a_host_tensor_copied_to_the_device():
+    mode = HostTensors()
+    mode.in_loop = True
+    with mode:
+        torch.ones(3, device="meta") * torch.arange(3).to("meta")
+    assert mode.ops
+
+
 @pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
 def test_the_detector_sees_host_reads(context):
     mode = HostReads()
@@ -107,9 +167,6 @@ def test_the_detector_sees_host_reads(context):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("kind", ["keyframes", "interpolation"])
 def test_sampler_loops_never_sync_on_cuda(kind, keyframe_checkpoint, interpolation_checkpoint, picture):
-    from model_core.interpolation import InterpolationModel
-    from model_core.keyframes import KeyframeModel
-
     def enter():
         torch.cuda.set_sync_debug_mode("error")
 
