@@ -7,13 +7,14 @@ parallel, to per-frame image tokens (IP-Adapter style). The timestep and the fra
 are both sinusoid-embedded and summed. The input is the noisy latent concatenated with the
 conditioning latents (first and last keyframe, zeros in between): 8 channels.
 
-Constructor arguments are upstream's config.json keys, so a published config builds this class
+`InterpolationUNetConfig` holds upstream's config.json keys, so a published config builds this class
 directly. Options the reference cannot run (causal temporal attention, text-only cross-attention,
 3D convolutions) are refused by name.
 """
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import einops
 import torch
@@ -413,158 +414,247 @@ class DeepCache:
     deep_features: torch.Tensor | None = None
 
 
-class InterpolationUNet(nn.Module):
-    """v-prediction video UNet; forward returns (B, out_channels, T, h, w)."""
+@dataclass(frozen=True, kw_only=True)
+class InterpolationUNetConfig:
+    """The video UNet's shape, as upstream's config.json states it (every key is a field of the same name).
 
-    def __init__(
-        self,
-        *,
-        in_channels: int,
-        model_channels: int,
-        out_channels: int,
-        num_res_blocks: int,
-        attention_resolutions: list[int],
-        dropout: float = 0.0,
-        channel_mult: tuple[int, ...] = (1, 2, 4, 8),
-        conv_resample: bool = True,
-        dims: int = 2,
-        context_dim: int | None = None,
-        use_scale_shift_norm: bool = False,
-        resblock_updown: bool = False,
-        num_heads: int = -1,
-        num_head_channels: int = -1,
-        transformer_depth: int = 1,
-        use_linear: bool = False,
-        temporal_conv: bool = False,
-        tempspatial_aware: bool = False,
-        temporal_attention: bool = True,
-        use_relative_position: bool = True,
-        use_causal_attention: bool = False,
-        temporal_length: int | None = None,
-        addition_attention: bool = False,
-        temporal_selfatt_only: bool = True,
-        image_cross_attention: bool = False,
-        image_cross_attention_scale_learnable: bool = False,
-        default_fs: int = 4,
-        fs_condition: bool = False,
-    ):
-        """Arguments are upstream's config keys. `dropout` only matters in training, and upstream ignores
-        `temporal_selfatt_only` (temporal attention is always self-attention); both are accepted for that reason.
-        """
-        super().__init__()
-        _check_config(locals())
-        self.model_channels = model_channels
-        self.fs_condition = fs_condition
-        self.default_fs = default_fs
-        self.downsampling_factor = 2 ** (len(channel_mult) - 1)
-        time_embed_dim = model_channels * 4
-        relative_length = temporal_length if use_relative_position else None
+    `dropout` only matters in training, and upstream ignores `temporal_selfatt_only` (temporal attention
+    is always self-attention); both are accepted for that reason. Values the reference cannot run, or
+    that would build a broken network, are refused by name when the config is made.
+    """
 
-        def heads_for(channels: int) -> tuple[int, int]:
-            if num_head_channels == -1:
-                return num_heads, channels // num_heads
-            return channels // num_head_channels, num_head_channels
+    in_channels: int
+    model_channels: int
+    out_channels: int
+    num_res_blocks: int
+    attention_resolutions: tuple[int, ...]  # downsampling factors whose levels get transformers
+    dropout: float = 0.0
+    channel_mult: tuple[int, ...] = (1, 2, 4, 8)
+    conv_resample: bool = True
+    dims: int = 2
+    context_dim: int | None = None
+    use_scale_shift_norm: bool = False
+    resblock_updown: bool = False
+    num_heads: int = -1  # exactly one of num_heads and num_head_channels is set (the other -1)
+    num_head_channels: int = -1
+    transformer_depth: int = 1
+    use_linear: bool = False
+    temporal_conv: bool = False
+    tempspatial_aware: bool = False
+    temporal_attention: bool = True
+    use_relative_position: bool = True
+    use_causal_attention: bool = False
+    temporal_length: int | None = None
+    addition_attention: bool = False
+    temporal_selfatt_only: bool = True
+    image_cross_attention: bool = False
+    image_cross_attention_scale_learnable: bool = False
+    default_fs: int = 4
+    fs_condition: bool = False
 
-        def resblock(channels: int, out: int) -> ResBlock:
-            return ResBlock(
-                channels,
-                time_embed_dim,
-                out,
-                scale_shift_norm=use_scale_shift_norm,
-                temporal_conv=temporal_conv,
-                spatial_aware_temporal_conv=tempspatial_aware,
+    def __post_init__(self) -> None:
+        # config.json holds lists; a frozen config holds tuples.
+        object.__setattr__(self, "attention_resolutions", tuple(self.attention_resolutions))
+        object.__setattr__(self, "channel_mult", tuple(self.channel_mult))
+        self._check()
+
+    @classmethod
+    def from_json(cls, config: dict[str, Any]) -> "InterpolationUNetConfig":
+        """From a config.json dict; keys starting with "_" are metadata, any other unknown key is refused."""
+        return cls(**constructor_kwargs(cls, config))
+
+    @property
+    def time_embed_dim(self) -> int:
+        return 4 * self.model_channels
+
+    @property
+    def widths(self) -> list[int]:
+        """Channel width of each level."""
+        return [self.model_channels * mult for mult in self.channel_mult]
+
+    @property
+    def relative_position_length(self) -> int | None:
+        return self.temporal_length if self.use_relative_position else None
+
+    def heads_for(self, channels: int) -> tuple[int, int]:
+        """(heads, width per head) of the transformers at a level `channels` wide."""
+        if self.num_head_channels == -1:
+            return self.num_heads, channels // self.num_heads
+        return channels // self.num_head_channels, self.num_head_channels
+
+    def _check(self) -> None:
+        if self.dims != 2:
+            raise ValueError(
+                f"dims={self.dims} is not supported: the UNet runs frames as a batch of 2D images (dims=2)."
             )
+        if not self.image_cross_attention:
+            raise ValueError(
+                "image_cross_attention=False is not supported: the reference refuses text-only cross-attention."
+            )
+        if self.use_causal_attention:
+            raise ValueError(
+                "use_causal_attention=True is not supported: the reference's temporal attention takes no mask."
+            )
+        if self.context_dim is None:
+            raise ValueError("context_dim is required: the UNet cross-attends to text and image tokens.")
+        if (self.num_heads == -1) == (self.num_head_channels == -1):
+            raise ValueError(
+                f"set exactly one of num_heads={self.num_heads} and num_head_channels={self.num_head_channels}."
+            )
+        if self.addition_attention and self.num_head_channels == -1:
+            raise ValueError("addition_attention=True needs num_head_channels (its 8 heads take that width).")
+        if self.use_relative_position and self.temporal_length is None:
+            raise ValueError("use_relative_position=True needs temporal_length (the size of its tables).")
+        if any(width % NORM_GROUPS for width in self.widths):
+            raise ValueError(
+                f"model_channels * channel_mult = {self.widths} must be multiples of {NORM_GROUPS} (GroupNorm groups)."
+            )
+        for name, value in (("num_head_channels", self.num_head_channels), ("num_heads", self.num_heads)):
+            if value != -1 and any(width % value for width in self.widths):
+                raise ValueError(f"channel widths {self.widths} must be multiples of {name}={value}.")
 
-        def attention_layers(channels: int) -> list[nn.Module]:
-            heads, dim_head = heads_for(channels)
-            layers: list[nn.Module] = [
-                SpatialTransformer(
+
+class _Layers:
+    """Makes the UNet's layers as its config shapes them (upstream's inline closures, as methods)."""
+
+    def __init__(self, config: InterpolationUNetConfig):
+        self.config = config
+
+    def embedding(self) -> nn.Sequential:
+        """Sinusoid features -> the time-embedding width (for the timestep and the frame stride)."""
+        width = self.config.time_embed_dim
+        return nn.Sequential(nn.Linear(self.config.model_channels, width), nn.SiLU(), nn.Linear(width, width))
+
+    def resblock(self, channels: int, out: int) -> ResBlock:
+        c = self.config
+        return ResBlock(
+            channels,
+            c.time_embed_dim,
+            out,
+            scale_shift_norm=c.use_scale_shift_norm,
+            temporal_conv=c.temporal_conv,
+            spatial_aware_temporal_conv=c.tempspatial_aware,
+        )
+
+    def attention(self, channels: int) -> list[nn.Module]:
+        """The spatial transformer of a level, and its temporal transformer when the config has them."""
+        c = self.config
+        heads, dim_head = c.heads_for(channels)
+        layers: list[nn.Module] = [
+            SpatialTransformer(
+                channels,
+                heads,
+                dim_head,
+                depth=c.transformer_depth,
+                context_dim=c.context_dim,
+                use_linear=c.use_linear,
+                image_scale_learnable=c.image_cross_attention_scale_learnable,
+            )
+        ]
+        if c.temporal_attention:
+            layers.append(
+                TemporalTransformer(
                     channels,
                     heads,
                     dim_head,
-                    depth=transformer_depth,
-                    context_dim=context_dim,
-                    use_linear=use_linear,
-                    image_scale_learnable=image_cross_attention_scale_learnable,
+                    depth=c.transformer_depth,
+                    use_linear=c.use_linear,
+                    relative_position_length=c.relative_position_length,
+                )
+            )
+        return layers
+
+    def init_attention(self) -> "Stage":
+        """The temporal transformer after the first block: upstream builds it without use_linear, with 8 heads."""
+        c = self.config
+        return Stage(
+            [
+                TemporalTransformer(
+                    c.model_channels,
+                    INIT_ATTENTION_HEADS,
+                    c.num_head_channels,
+                    depth=c.transformer_depth,
+                    use_linear=False,
+                    relative_position_length=c.relative_position_length,
                 )
             ]
-            if temporal_attention:
-                layers.append(
-                    TemporalTransformer(
-                        channels,
-                        heads,
-                        dim_head,
-                        depth=transformer_depth,
-                        use_linear=use_linear,
-                        relative_position_length=relative_length,
-                    )
-                )
-            return layers
-
-        def resampler(channels: int, direction: str) -> nn.Module:
-            if resblock_updown:
-                return ResBlock(
-                    channels, time_embed_dim, channels, scale_shift_norm=use_scale_shift_norm, resample=direction
-                )
-            return Downsample(channels, conv_resample) if direction == "down" else Upsample(channels, conv_resample)
-
-        self.time_embed = nn.Sequential(
-            nn.Linear(model_channels, time_embed_dim), nn.SiLU(), nn.Linear(time_embed_dim, time_embed_dim)
         )
-        if fs_condition:
-            self.fps_embedding = nn.Sequential(
-                nn.Linear(model_channels, time_embed_dim), nn.SiLU(), nn.Linear(time_embed_dim, time_embed_dim)
-            )
 
-        self.input_blocks = nn.ModuleList([Stage([ConvIn(in_channels, model_channels, 3, padding=1)])])
-        if addition_attention:
-            # Upstream builds this one without use_linear (Conv1d projections) and with 8 heads.
-            self.init_attn = Stage(
-                [
-                    TemporalTransformer(
-                        model_channels,
-                        INIT_ATTENTION_HEADS,
-                        num_head_channels,
-                        depth=transformer_depth,
-                        use_linear=False,
-                        relative_position_length=relative_length,
-                    )
-                ]
+    def resample(self, channels: int, direction: str) -> nn.Module:
+        c = self.config
+        if c.resblock_updown:
+            return ResBlock(
+                channels, c.time_embed_dim, channels, scale_shift_norm=c.use_scale_shift_norm, resample=direction
             )
-        skip_channels, ch, downsampling = [model_channels], model_channels, 1
-        for level, mult in enumerate(channel_mult):
-            for _ in range(num_res_blocks):
-                layers = [resblock(ch, model_channels * mult)]
-                ch = model_channels * mult
-                if downsampling in attention_resolutions:
-                    layers += attention_layers(ch)
-                self.input_blocks.append(Stage(layers))
+        return Downsample(channels, c.conv_resample) if direction == "down" else Upsample(channels, c.conv_resample)
+
+    def input_blocks(self) -> tuple[nn.ModuleList, list[int]]:
+        """The encoder's blocks, and the channels of each block's output (the skips, in order)."""
+        c = self.config
+        blocks = nn.ModuleList([Stage([ConvIn(c.in_channels, c.model_channels, 3, padding=1)])])
+        skip_channels, ch, downsampling = [c.model_channels], c.model_channels, 1
+        for level, width in enumerate(c.widths):
+            for _ in range(c.num_res_blocks):
+                layers, ch = [self.resblock(ch, width)], width
+                if downsampling in c.attention_resolutions:
+                    layers += self.attention(ch)
+                blocks.append(Stage(layers))
                 skip_channels.append(ch)
-            if level != len(channel_mult) - 1:
-                self.input_blocks.append(Stage([resampler(ch, "down")]))
+            if level != len(c.widths) - 1:
+                blocks.append(Stage([self.resample(ch, "down")]))
                 skip_channels.append(ch)
                 downsampling *= 2
+        return blocks, skip_channels
 
-        self.middle_block = Stage([resblock(ch, ch), *attention_layers(ch), resblock(ch, ch)])
+    def middle_block(self) -> "Stage":
+        ch = self.config.widths[-1]
+        return Stage([self.resblock(ch, ch), *self.attention(ch), self.resblock(ch, ch)])
 
-        self.output_blocks = nn.ModuleList()
-        for level, mult in reversed(list(enumerate(channel_mult))):
-            for i in range(num_res_blocks + 1):
-                layers = [resblock(ch + skip_channels.pop(), model_channels * mult)]
-                ch = model_channels * mult
-                if downsampling in attention_resolutions:
-                    layers += attention_layers(ch)
-                if level and i == num_res_blocks:
-                    layers.append(resampler(ch, "up"))
+    def output_blocks(self, skip_channels: list[int]) -> nn.ModuleList:
+        """The decoder's blocks, each taking the deepest skip not yet consumed."""
+        c = self.config
+        skip_channels = list(skip_channels)
+        blocks, ch, downsampling = nn.ModuleList(), c.widths[-1], 2 ** (len(c.widths) - 1)
+        for level, width in reversed(list(enumerate(c.widths))):
+            for i in range(c.num_res_blocks + 1):
+                layers, ch = [self.resblock(ch + skip_channels.pop(), width)], width
+                if downsampling in c.attention_resolutions:
+                    layers += self.attention(ch)
+                if level and i == c.num_res_blocks:
+                    layers.append(self.resample(ch, "up"))
                     downsampling //= 2
-                self.output_blocks.append(Stage(layers))
+                blocks.append(Stage(layers))
+        return blocks
 
-        self.out = nn.Sequential(group_norm(ch), nn.SiLU(), nn.Conv2d(model_channels, out_channels, 3, padding=1))
+    def out(self) -> nn.Sequential:
+        c = self.config
+        return nn.Sequential(
+            group_norm(c.model_channels), nn.SiLU(), nn.Conv2d(c.model_channels, c.out_channels, 3, padding=1)
+        )
+
+
+class InterpolationUNet(nn.Module):
+    """v-prediction video UNet; forward returns (B, out_channels, T, h, w)."""
+
+    def __init__(self, config: InterpolationUNetConfig):
+        super().__init__()
+        self.config = config
+        self.downsampling_factor = 2 ** (len(config.channel_mult) - 1)
+        layers = _Layers(config)
+        self.time_embed = layers.embedding()
+        if config.fs_condition:
+            self.fps_embedding = layers.embedding()
+        self.input_blocks, skip_channels = layers.input_blocks()
+        if config.addition_attention:
+            self.init_attn = layers.init_attention()
+        self.middle_block = layers.middle_block()
+        self.output_blocks = layers.output_blocks(skip_channels)
+        self.out = layers.out()
 
     @classmethod
-    def from_config(cls, config: dict) -> "InterpolationUNet":
+    def from_config(cls, config: dict[str, Any]) -> "InterpolationUNet":
         """Build from a config.json dict; keys starting with "_" are metadata, any other unknown key is refused."""
-        return cls(**constructor_kwargs(cls, config))
+        return cls(InterpolationUNetConfig.from_json(config))
 
     def configure_attention(
         self, backend: AttentionBackend = AttentionBackend.SDPA, temporal_window: TemporalWindow | None = None
@@ -605,11 +695,11 @@ class InterpolationUNet(nn.Module):
         elif reuse:
             raise ValueError("reuse=True needs a cache: pass cache=DeepCache(...) filled by a full step.")
         frames = x.shape[2]
-        emb = self.time_embed(timestep_embedding(timesteps, self.model_channels).to(x.dtype))
-        if self.fs_condition:
+        emb = self.time_embed(timestep_embedding(timesteps, self.config.model_channels).to(x.dtype))
+        if self.config.fs_condition:
             if fs is None:
-                fs = torch.full((x.shape[0],), self.default_fs, dtype=torch.long, device=x.device)
-            emb = emb + self.fps_embedding(timestep_embedding(fs, self.model_channels).to(x.dtype))
+                fs = torch.full((x.shape[0],), self.config.default_fs, dtype=torch.long, device=x.device)
+            emb = emb + self.fps_embedding(timestep_embedding(fs, self.config.model_channels).to(x.dtype))
         ctx = UNetContext(
             emb=emb.repeat_interleave(frames, dim=0),
             text=text.repeat_interleave(frames, dim=0),
@@ -670,38 +760,3 @@ class InterpolationUNet(nn.Module):
                 f"needs {needed}: run a full step (reuse=False) on these inputs first."
             )
         return einops.rearrange(deep, "b c t h w -> (b t) c h w")
-
-
-def _check_config(args: dict) -> None:
-    """Refuse, by name, the values the reference cannot run or that would build a broken network."""
-    if args["dims"] != 2:
-        raise ValueError(
-            f"dims={args['dims']} is not supported: the UNet runs frames as a batch of 2D images (dims=2)."
-        )
-    if not args["image_cross_attention"]:
-        raise ValueError(
-            "image_cross_attention=False is not supported: the reference refuses text-only cross-attention."
-        )
-    if args["use_causal_attention"]:
-        raise ValueError(
-            "use_causal_attention=True is not supported: the reference's temporal attention takes no mask."
-        )
-    if args["context_dim"] is None:
-        raise ValueError("context_dim is required: the UNet cross-attends to text and image tokens.")
-    if (args["num_heads"] == -1) == (args["num_head_channels"] == -1):
-        raise ValueError(
-            f"set exactly one of num_heads={args['num_heads']} and num_head_channels={args['num_head_channels']}."
-        )
-    if args["addition_attention"] and args["num_head_channels"] == -1:
-        raise ValueError("addition_attention=True needs num_head_channels (its 8 heads take that width).")
-    if args["use_relative_position"] and args["temporal_length"] is None:
-        raise ValueError("use_relative_position=True needs temporal_length (the size of its tables).")
-    widths = [args["model_channels"] * mult for mult in args["channel_mult"]]
-    if any(width % NORM_GROUPS for width in widths):
-        raise ValueError(
-            f"model_channels * channel_mult = {widths} must be multiples of {NORM_GROUPS} (GroupNorm groups)."
-        )
-    if args["num_head_channels"] != -1 and any(width % args["num_head_channels"] for width in widths):
-        raise ValueError(f"channel widths {widths} must be multiples of num_head_channels={args['num_head_channels']}.")
-    if args["num_heads"] != -1 and any(width % args["num_heads"] for width in widths):
-        raise ValueError(f"channel widths {widths} must be multiples of num_heads={args['num_heads']}.")

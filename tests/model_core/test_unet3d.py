@@ -1,5 +1,7 @@
 """The video UNet and its attention kernels, on tiny configs."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -12,7 +14,7 @@ from model_core.attention import (
     temporal_window,
     xformers_ops,
 )
-from model_core.unet3d import InterpolationUNet
+from model_core.unet3d import InterpolationUNet, InterpolationUNetConfig
 
 FRAMES = 6
 
@@ -126,3 +128,17 @@ def test_configs_the_reference_cannot_run_are_refused_by_name(overrides, message
 def test_config_metadata_keys_are_ignored():
     model = InterpolationUNet.from_config(configs.TINY_INTERPOLATION_UNET | {"_class_name": "UNet3DModel"})
     assert model.downsampling_factor == 2
+
+
+def test_the_config_is_frozen_holds_every_published_key_and_is_checked_when_made():
+    config = InterpolationUNetConfig.from_json(configs.INTERPOLATION_UNET)
+    assert dataclasses.asdict(config) == configs.INTERPOLATION_UNET | {
+        "attention_resolutions": (4, 2, 1),
+        "channel_mult": (1, 2, 4, 4),
+    }
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.model_channels = 64
+    with pytest.raises(ValueError, match="num_head_channels=48"):
+        dataclasses.replace(config, num_head_channels=48)
+    tiny = InterpolationUNetConfig.from_json(configs.TINY_INTERPOLATION_UNET)
+    assert InterpolationUNet(tiny).config is tiny
