@@ -1,4 +1,4 @@
-"""The API's settings: the shared service settings plus keys and limits (environment, prefix PAINTS_UNDO_)."""
+"""The API's settings: the shared service settings plus the API keys (environment, prefix PAINTS_UNDO_)."""
 
 import hashlib
 
@@ -19,11 +19,6 @@ class ApiSettings(ServiceSettings):
         description="Comma-separated bearer keys; each sees only its own jobs. Required.",
         repr=False,
     )
-    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest accepted image file.")
-    max_pixels: int = Field(
-        40_000_000, ge=4096, description="Largest accepted width x height, checked before decoding."
-    )
-    max_active_jobs: int = Field(4, ge=1, description="Queued plus running jobs per API key.")
 
     _split_keys = field_validator("api_keys", mode="before")(split_commas)
 

@@ -4,31 +4,27 @@ import hashlib
 from dataclasses import dataclass
 from typing import Annotated
 
-import redis.asyncio
-from celery import Celery
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.config import ApiSettings
-from api.errors import ApiError
-from jobs.notify import WebhookNotifier
-from jobs.storage import LocalStorage, Storage
-from jobs.store import JobStore
+from jobs.errors import ErrorCode, Unauthorized
+from jobs.events import EventReader
+from jobs.service import JobService
+from jobs.storage import LocalStorage
 
 
 @dataclass(frozen=True)
 class Services:
     settings: ApiSettings  # without its api_keys: only their hashes are kept (owners)
     owners: dict[str, str]  # owner id by SHA-256 of the key
-    store: JobStore
-    events_redis: redis.asyncio.Redis  # the SSE streams' blocking reads, shared by all of them
-    storage: Storage
-    celery: Celery
-    notifier: WebhookNotifier
+    jobs: JobService
+    events: EventReader  # the SSE streams' blocking reads, shared by all of them
 
     @property
     def local_storage(self) -> LocalStorage | None:
-        return self.storage if isinstance(self.storage, LocalStorage) else None
+        storage = self.jobs.storage
+        return storage if isinstance(storage, LocalStorage) else None
 
 
 def get_services(request: Request) -> Services:
@@ -44,12 +40,11 @@ def current_owner(
     services: ServicesDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> str:
     """The owner id of the presented key; jobs of other keys are invisible to it."""
-    challenge = {"WWW-Authenticate": "Bearer"}
     if credentials is None:
-        raise ApiError(401, "missing_api_key", "send the header Authorization: Bearer <API key>", challenge)
+        raise Unauthorized(ErrorCode.MISSING_API_KEY, "send the header Authorization: Bearer <API key>")
     owner = services.owners.get(hashlib.sha256(credentials.credentials.encode()).hexdigest())
     if owner is None:
-        raise ApiError(401, "invalid_api_key", "the API key is not valid", challenge)
+        raise Unauthorized(ErrorCode.INVALID_API_KEY, "the API key is not valid")
     return owner
 
 

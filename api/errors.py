@@ -1,14 +1,26 @@
-"""Errors the API answers with: every one is `{"error": {"code", "message"}}` with a 4xx/5xx status."""
+"""The one place errors become HTTP answers: every one is `{"error": {"code", "message"}}` with a 4xx/5xx status.
 
+Domain errors (jobs.errors.ServiceError) carry their own status and code; a dependency that is down
+(Redis, storage) is a 503 and the request changed nothing; the framework's own errors get codes too.
+"""
+
+import logging
+
+import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from jobs.errors import ErrorCode, ServiceError
+from jobs.storage import StorageError
+
+log = logging.getLogger("api")
+
 
 class ErrorBody(BaseModel):
-    code: str
+    code: ErrorCode
     message: str
 
 
@@ -16,45 +28,45 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers
-
-
-def not_found(what: str = "job") -> ApiError:
-    return ApiError(404, f"{what}_not_found", f"no such {what} for this API key")
-
-
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(status: int, code: ErrorCode, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     body = ErrorResponse(error=ErrorBody(code=code, message=message))
-    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+    return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
 
 
 # Codes for the errors Starlette and FastAPI raise themselves.
-HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "upload_too_large"}
+HTTP_CODES = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED, 413: ErrorCode.UPLOAD_TOO_LARGE}
+RETRY = {"Retry-After": "10"}
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def api_error(_: Request, err: ApiError) -> JSONResponse:
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, err: ServiceError) -> JSONResponse:
         return error_response(err.status, err.code, err.message, err.headers)
+
+    @app.exception_handler(redis.RedisError)
+    async def redis_down(_: Request, err: redis.RedisError) -> JSONResponse:
+        log.error("redis: %s", err)
+        message = "the job database is unreachable; retry later"
+        return error_response(503, ErrorCode.SERVICE_UNAVAILABLE, message, RETRY)
+
+    @app.exception_handler(StorageError)
+    async def storage_down(_: Request, err: StorageError) -> JSONResponse:
+        log.error("storage: %s", err)
+        return error_response(503, ErrorCode.STORAGE_UNAVAILABLE, "file storage is unreachable; retry later", RETRY)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, err: RequestValidationError) -> JSONResponse:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}" for problem in err.errors()
         )
-        return error_response(422, "invalid_request", problems)
+        return error_response(422, ErrorCode.INVALID_REQUEST, problems)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, err: StarletteHTTPException) -> JSONResponse:
-        code = HTTP_CODES.get(err.status_code, "http_error")
+        code = HTTP_CODES.get(err.status_code, ErrorCode.INVALID_REQUEST)
         return error_response(err.status_code, code, str(err.detail), getattr(err, "headers", None))
 
     @app.exception_handler(Exception)
     async def unexpected_error(_: Request, err: Exception) -> JSONResponse:
-        return error_response(500, "internal_error", "the server failed; the error is logged")
+        # Starlette raises the error on after this answer, so the server logs it.
+        return error_response(500, ErrorCode.INTERNAL_ERROR, "the server failed; the error is logged")

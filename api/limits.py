@@ -4,6 +4,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
+from jobs.errors import ErrorCode
 
 # Room for the multipart framing and the text fields around the image.
 FORM_OVERHEAD_BYTES = 256 * 1024
@@ -22,7 +23,7 @@ class BodySizeLimit:
             return
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            response = error_response(413, "upload_too_large", self.message)
+            response = error_response(413, ErrorCode.UPLOAD_TOO_LARGE, self.message)
             await response(scope, receive, send)
             return
         received = 0

@@ -2,30 +2,26 @@
 
     uvicorn --factory api.main:create_app     (settings from the environment; see api.config)
 
-Never imports torch: jobs are handed to the render workers through Celery by task name.
+HTTP only: the job logic is jobs.service, and jobs reach the render workers through Celery by task
+name. Never imports torch (.importlinter).
 """
 
-import logging
-
-import redis
-import redis.asyncio
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from api.config import ApiSettings
 from api.deps import Services
-from api.errors import error_response, install_error_handlers
+from api.errors import install_error_handlers
 from api.limits import FORM_OVERHEAD_BYTES, BodySizeLimit
 from api.metrics import ServiceCollector
 from api.routes import events, files, health, jobs
+from jobs.events import EventReader
 from jobs.notify import WebhookNotifier
-from jobs.queue import create_celery
-from jobs.storage import StorageError, open_storage
+from jobs.queue import TaskQueue, create_celery
+from jobs.service import JobService
+from jobs.storage import open_storage
 from jobs.store import JobStore, connect
 from jobs.webhooks import parse_secret
-
-log = logging.getLogger("api")
 
 DESCRIPTION = """Turns one finished illustration into a timelapse video of how it might have been drawn (Paints-UNDO).
 
@@ -36,50 +32,33 @@ is minted afresh on each read. Authenticate with `Authorization: Bearer <API key
 """
 
 
-def create_app(settings: ApiSettings | None = None) -> FastAPI:
-    settings = settings or ApiSettings()
+def create_services(settings: ApiSettings) -> Services:
+    """The API's connections and the job service over them; keeps only the hashes of the API keys."""
     if settings.webhook_secret is not None:
         parse_secret(settings.webhook_secret.get_secret_value())  # a malformed secret stops startup
     owners = settings.owners()
-    settings = settings.model_copy(update={"api_keys": ()})  # keep only the hashes
-    celery = create_celery(settings)
+    settings = settings.model_copy(update={"api_keys": ()})
     storage = open_storage(settings)
+    queue = TaskQueue(create_celery(settings))
     store = JobStore(connect(settings.redis_url, retries=2), settings.retention_seconds)
-    services = Services(
+    notifier = WebhookNotifier(queue, storage, settings.url_expiry_seconds)
+    return Services(
         settings=settings,
         owners=owners,
-        store=store,
-        events_redis=redis.asyncio.Redis.from_url(
-            settings.redis_url, decode_responses=True, socket_timeout=events.READ_TIMEOUT_SECONDS
-        ),
-        storage=storage,
-        celery=celery,
-        notifier=WebhookNotifier(celery, storage, settings),
+        jobs=JobService(settings, store, storage, queue, notifier),
+        events=EventReader(settings.redis_url, block_seconds=events.KEEPALIVE_SECONDS),
     )
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    settings = settings or ApiSettings()
+    services = create_services(settings)
     app = FastAPI(title="paints-undo", version="0.1.0", description=DESCRIPTION)
     app.state.services = services
     app.state.metrics = CollectorRegistry(auto_describe=True)
-    app.state.metrics.register(ServiceCollector(store))
+    app.state.metrics.register(ServiceCollector(services.jobs.store))
     install_error_handlers(app)
-    install_unavailable_handlers(app)
     for module in (jobs, events, files, health):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
     return app
-
-
-def install_unavailable_handlers(app: FastAPI) -> None:
-    """Redis or storage down: 503, and the request changed nothing (the job was not accepted)."""
-
-    @app.exception_handler(redis.RedisError)
-    async def redis_down(_: Request, err: redis.RedisError) -> JSONResponse:
-        log.error("redis: %s", err)
-        return error_response(503, "service_unavailable", "the job database is unreachable; retry later", RETRY)
-
-    @app.exception_handler(StorageError)
-    async def storage_down(_: Request, err: StorageError) -> JSONResponse:
-        log.error("storage: %s", err)
-        return error_response(503, "storage_unavailable", "file storage is unreachable; retry later", RETRY)
-
-
-RETRY = {"Retry-After": "10"}

@@ -1,19 +1,13 @@
-"""Prometheus metrics, read from Redis at each scrape, so every API replica reports the whole service."""
+"""Prometheus metrics, read from the job store at each scrape, so every API replica reports the whole service."""
 
 from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from jobs.store import (
-    FAILURES_KEY,
-    QUEUED_KEY,
-    STAGE_BUCKETS,
-    STAGE_SECONDS_KEY,
-    STATUS_COUNTS_KEY,
-    JobStatus,
-    JobStore,
-)
+from jobs.store import JobStore
+
+WORKER_STATES = ("loading", "ready", "busy", "failed")
 
 
 class ServiceCollector(Collector):
@@ -21,37 +15,30 @@ class ServiceCollector(Collector):
         self.store = store
 
     def collect(self) -> Iterator:
-        client = self.store.redis
-        with client.pipeline(transaction=False) as pipe:
-            pipe.zcard(QUEUED_KEY)
-            pipe.hgetall(STATUS_COUNTS_KEY)
-            pipe.hgetall(FAILURES_KEY)
-            pipe.hgetall(STAGE_SECONDS_KEY)
-            depth, statuses, failures, stages = pipe.execute()
-
-        yield GaugeMetricFamily("paints_undo_queue_depth", "Jobs waiting for a render worker.", value=depth)
+        counters = self.store.counters()
+        yield GaugeMetricFamily(
+            "paints_undo_queue_depth", "Jobs waiting for a render worker.", value=counters.queue_depth
+        )
 
         jobs = GaugeMetricFamily("paints_undo_jobs", "Jobs held (within retention) by status.", labels=["status"])
-        for status in JobStatus:
-            jobs.add_metric([status], max(0, int(statuses.get(status, 0))))
+        for status, count in counters.jobs_by_status.items():
+            jobs.add_metric([status], count)
         yield jobs
 
         failed = CounterMetricFamily("paints_undo_job_failures", "Failed jobs by error code.", labels=["code"])
-        for code, count in sorted(failures.items()):
-            failed.add_metric([code], int(count))
+        for code, count in counters.failures_by_code.items():
+            failed.add_metric([code], count)
         yield failed
 
         seconds = HistogramMetricFamily(
             "paints_undo_stage_duration_seconds", "Wall time of each render stage.", labels=["stage"]
         )
-        for stage in sorted({name.split(":", 1)[0] for name in stages}):
-            buckets = [(str(bound), int(stages.get(f"{stage}:le:{bound}", 0))) for bound in STAGE_BUCKETS]
-            buckets.append(("+Inf", int(stages.get(f"{stage}:count", 0))))
-            seconds.add_metric([stage], buckets, float(stages.get(f"{stage}:sum", 0)))
+        for stage, histogram in counters.stage_seconds.items():
+            buckets = [(str(bound), count) for bound, count in histogram.buckets] + [("+Inf", histogram.count)]
+            seconds.add_metric([stage], buckets, histogram.sum)
         yield seconds
 
         workers = GaugeMetricFamily("paints_undo_render_workers", "Render worker processes by state.", labels=["state"])
-        states = [worker["state"] for worker in self.store.worker_states()]
-        for state in ("loading", "ready", "busy", "failed"):
-            workers.add_metric([state], states.count(state))
+        for state in WORKER_STATES:
+            workers.add_metric([state], counters.worker_states.count(state))
         yield workers

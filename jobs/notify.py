@@ -4,20 +4,17 @@ import json
 import secrets
 import time
 
-from celery import Celery
-
-from jobs.queue import WEBHOOK_TASK
+from jobs.queue import TaskQueue
+from jobs.records import EventType, Job
 from jobs.schemas import job_view, timestamp
-from jobs.settings import ServiceSettings
 from jobs.storage import Storage
-from jobs.store import EventType, Job
 
 
 class WebhookNotifier:
-    def __init__(self, celery: Celery, storage: Storage, settings: ServiceSettings):
-        self.celery = celery
+    def __init__(self, queue: TaskQueue, storage: Storage, url_expiry_seconds: int):
+        self.queue = queue
         self.storage = storage
-        self.url_expiry = settings.url_expiry_seconds
+        self.url_expiry = url_expiry_seconds
 
     def notify(self, job: Job, event: EventType) -> None:
         """Queue `event` for the job's webhook when it has one subscribed to that event.
@@ -32,5 +29,4 @@ class WebhookNotifier:
             "timestamp": timestamp(now).isoformat(),
             "data": job_view(job, self.storage, self.url_expiry).model_dump(mode="json"),
         }
-        message_id = f"msg_{secrets.token_hex(12)}"
-        self.celery.send_task(WEBHOOK_TASK, args=[job.id, str(event), message_id, json.dumps(body), now])
+        self.queue.deliver_webhook(job.id, str(event), f"msg_{secrets.token_hex(12)}", json.dumps(body), now)

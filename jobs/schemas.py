@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from jobs.records import Job, JobStatus
 from jobs.storage import Storage
-from jobs.store import Job, JobStatus
 
 
 class KeyframeOut(BaseModel):

@@ -4,14 +4,13 @@
 (`api.config.ApiSettings`). Light: no torch, so the API can import it.
 """
 
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-RENDER_QUEUE = "render"
-WEBHOOK_QUEUE = "webhooks"
 TINY_MODEL = "tiny"
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
@@ -46,7 +45,18 @@ class ServiceSettings(BaseSettings):
         None, description="Base URL clients reach the API at (file:// storage URLs); default http://127.0.0.1:PORT."
     )
     retention_seconds: int = Field(7 * 86400, ge=1, description="A finished job's files and record are then deleted.")
-    sweep_interval_seconds: float = Field(60, gt=0, description="How often the webhook worker deletes expired jobs.")
+    sweep_interval_seconds: float = Field(60, gt=0, description="How often the scheduler has expired jobs deleted.")
+    schedule_file: Path = Field(
+        Path(tempfile.gettempdir()) / "paints-undo-beat-schedule",
+        description="The scheduler's (Celery beat's) record of when each periodic task last ran.",
+    )
+
+    # Submissions (jobs.service).
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest accepted image file.")
+    max_pixels: int = Field(
+        40_000_000, ge=4096, description="Largest accepted width x height, checked before decoding."
+    )
+    max_active_jobs: int = Field(4, ge=1, description="Queued plus running jobs per API key.")
 
     webhook_secret: SecretStr | None = Field(None, description="whsec_<base64>; webhooks are refused without it.")
     webhook_allowed_hosts: CommaList = Field((), description="Hosts exempt from the private-network refusal.")

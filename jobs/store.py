@@ -19,16 +19,17 @@ Keys (prefix `pu:`):
 """
 
 import json
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
+
+from jobs.errors import IdempotencyConflict, TooManyActiveJobs
+from jobs.records import TERMINAL_EVENTS, Event, EventType, Job, JobStatus, Keyframe
 
 PREFIX = "pu:"
 QUEUED_KEY = PREFIX + "queued"
@@ -40,134 +41,51 @@ STAGE_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800)
 MAX_EVENTS = 10_000  # per job; a default render writes about 300
 
 
-class JobStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELED = "canceled"
-
-    def is_terminal(self) -> bool:
-        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
-
-
-class EventType(StrEnum):
-    """Types of the entries of a job's event stream (SSE `event:` names). job.* ones are also webhook events."""
-
-    QUEUED = "job.queued"
-    STARTED = "job.started"
-    STAGE_STARTED = "stage.started"
-    STAGE_FINISHED = "stage.finished"
-    PROGRESS = "job.progress"
-    PROMPT = "job.prompt"
-    KEYFRAME = "job.keyframe"
-    SUCCEEDED = "job.succeeded"
-    FAILED = "job.failed"
-    CANCELED = "job.canceled"
-
-    def is_terminal(self) -> bool:
-        return self in (EventType.SUCCEEDED, EventType.FAILED, EventType.CANCELED)
-
-
-TERMINAL_EVENTS = {
-    JobStatus.SUCCEEDED: EventType.SUCCEEDED,
-    JobStatus.FAILED: EventType.FAILED,
-    JobStatus.CANCELED: EventType.CANCELED,
-}
-
-
-class JobError(StrEnum):
-    """`error.code` of a failed job."""
-
-    INVALID_INPUT = "invalid_input"
-    RENDER_FAILED = "render_failed"
-    TIMEOUT = "timeout"
-    WORKER_LOST = "worker_lost"
-    STORAGE_UNAVAILABLE = "storage_unavailable"
-    MODEL_UNAVAILABLE = "model_unavailable"
-
-
-class TooManyActiveJobs(Exception):
-    def __init__(self, limit: int):
-        super().__init__(f"this API key already has {limit} queued or running jobs; wait for one to finish")
-        self.limit = limit
-
-
-class IdempotencyConflict(Exception):
-    """The Idempotency-Key was used before for a different request."""
+@dataclass(frozen=True)
+class StageHistogram:
+    buckets: list[tuple[float, int]]  # (upper bound in seconds, samples at or under it)
+    count: int
+    sum: float
 
 
 @dataclass(frozen=True)
-class Keyframe:
-    index: int
-    undo_step: int
-    key: str
+class ServiceCounters:
+    queue_depth: int
+    jobs_by_status: dict[JobStatus, int]
+    failures_by_code: dict[str, int]
+    stage_seconds: dict[str, StageHistogram]
+    worker_states: list[str]
 
 
-@dataclass(frozen=True)
-class Event:
-    id: str  # the stream entry id, SSE's event id
-    type: EventType
-    data: dict[str, Any]
+def job_from_redis(fields: dict[str, str], keyframes: list[str], attempts: list[str]) -> Job:
+    """A `Job` from its record hash and its keyframe and webhook-attempt lists."""
 
+    def number(name: str) -> float | None:
+        return float(fields[name]) if fields.get(name) else None
 
-@dataclass(frozen=True)
-class Job:
-    id: str
-    owner: str
-    status: JobStatus
-    settings: dict[str, Any]  # RenderSettings as JSON
-    input_key: str
-    created_at: float
-    started_at: float | None = None
-    finished_at: float | None = None
-    stage: str | None = None
-    progress: float = 0.0
-    eta_seconds: float | None = None
-    prompt: str | None = None
-    video: dict[str, Any] | None = None  # {"key", "width", "height", "frames", "fps"}
-    error: dict[str, str] | None = None  # {"code", "message"}
-    attempts: int = 0
-    cancel_requested: bool = False
-    webhook_url: str | None = None
-    webhook_events: tuple[str, ...] = ()
-    request_hash: str = ""
-    keyframes: tuple[Keyframe, ...] = ()
-    webhook_attempts: tuple[dict[str, Any], ...] = ()
-
-    @classmethod
-    def from_redis(cls, fields: dict[str, str], keyframes: list[str], attempts: list[str]) -> "Job":
-        def number(name: str) -> float | None:
-            return float(fields[name]) if fields.get(name) else None
-
-        return cls(
-            id=fields["id"],
-            owner=fields["owner"],
-            status=JobStatus(fields["status"]),
-            settings=json.loads(fields["settings"]),
-            input_key=fields["input_key"],
-            created_at=float(fields["created_at"]),
-            started_at=number("started_at"),
-            finished_at=number("finished_at"),
-            stage=fields.get("stage") or None,
-            progress=float(fields.get("progress") or 0),
-            eta_seconds=number("eta_seconds"),
-            prompt=fields.get("prompt"),
-            video=json.loads(fields["video"]) if fields.get("video") else None,
-            error=json.loads(fields["error"]) if fields.get("error") else None,
-            attempts=int(fields.get("attempts") or 0),
-            cancel_requested=fields.get("cancel_requested") == "1",
-            webhook_url=fields.get("webhook_url") or None,
-            webhook_events=tuple(filter(None, fields.get("webhook_events", "").split(","))),
-            request_hash=fields.get("request_hash", ""),
-            keyframes=tuple(Keyframe(**json.loads(item)) for item in keyframes),
-            webhook_attempts=tuple(json.loads(item) for item in attempts),
-        )
-
-
-def new_job_id(now: float) -> str:
-    """`job_` + 12 hex digits of milliseconds + 16 random hex digits: unique, and sorting ids sorts by creation."""
-    return f"job_{int(now * 1000):012x}{secrets.token_hex(8)}"
+    return Job(
+        id=fields["id"],
+        owner=fields["owner"],
+        status=JobStatus(fields["status"]),
+        settings=json.loads(fields["settings"]),
+        input_key=fields["input_key"],
+        created_at=float(fields["created_at"]),
+        started_at=number("started_at"),
+        finished_at=number("finished_at"),
+        stage=fields.get("stage") or None,
+        progress=float(fields.get("progress") or 0),
+        eta_seconds=number("eta_seconds"),
+        prompt=fields.get("prompt"),
+        video=json.loads(fields["video"]) if fields.get("video") else None,
+        error=json.loads(fields["error"]) if fields.get("error") else None,
+        attempts=int(fields.get("attempts") or 0),
+        cancel_requested=fields.get("cancel_requested") == "1",
+        webhook_url=fields.get("webhook_url") or None,
+        webhook_events=tuple(filter(None, fields.get("webhook_events", "").split(","))),
+        request_hash=fields.get("request_hash", ""),
+        keyframes=tuple(Keyframe(**json.loads(item)) for item in keyframes),
+        webhook_attempts=tuple(json.loads(item) for item in attempts),
+    )
 
 
 def connect(url: str, retries: int = 20) -> redis.Redis:
@@ -182,23 +100,6 @@ def connect(url: str, retries: int = 20) -> redis.Redis:
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=retries),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
-
-
-# Storage keys of a job's files: all under one prefix, so deleting a job deletes them together.
-def job_prefix(job_id: str) -> str:
-    return f"jobs/{job_id}/"
-
-
-def input_key(job_id: str) -> str:
-    return f"jobs/{job_id}/input"
-
-
-def keyframe_key(job_id: str, index: int) -> str:
-    return f"jobs/{job_id}/keyframes/{index:02d}.png"
-
-
-def video_key(job_id: str) -> str:
-    return f"jobs/{job_id}/video.mp4"
 
 
 def job_key(job_id: str) -> str:
@@ -245,7 +146,7 @@ class JobStore:
             fields, keyframes, attempts = pipe.execute()
         if not fields or (owner is not None and fields["owner"] != owner):
             return None
-        return Job.from_redis(fields, keyframes, attempts)
+        return job_from_redis(fields, keyframes, attempts)
 
     def list_for_owner(self, owner: str, limit: int, before: str | None = None) -> list[Job]:
         """The owner's jobs, newest first, starting after the job id `before` (the previous page's last)."""
@@ -333,7 +234,7 @@ class JobStore:
             if not fields:
                 return False
             pipe.multi()
-            return change(Job.from_redis(fields, [], []), pipe)
+            return change(job_from_redis(fields, [], []), pipe)
 
         verdict = self.redis.transaction(transaction, job_key(job_id), value_from_callable=True)
         return self.get(job_id), verdict
@@ -497,7 +398,7 @@ class JobStore:
             pipe.zrem(EXPIRY_KEY, job_id)
             if not fields:
                 return None
-            job = Job.from_redis(fields, [], [])
+            job = job_from_redis(fields, [], [])
             pipe.delete(job_key(job_id), keyframes_key(job_id), webhooks_key(job_id), events_key(job_id))
             pipe.zrem(owner_jobs_key(job.owner), job_id)
             pipe.srem(owner_active_key(job.owner), job_id)
@@ -511,6 +412,30 @@ class JobStore:
         """Finished jobs whose retention has run out."""
         return self.redis.zrangebyscore(EXPIRY_KEY, "-inf", now, start=0, num=limit)
 
+    # --- metrics -------------------------------------------------------------------------------
+
+    def counters(self) -> ServiceCounters:
+        """What /metrics exposes, read in one round trip (plus the worker states)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(QUEUED_KEY)
+            pipe.hgetall(STATUS_COUNTS_KEY)
+            pipe.hgetall(FAILURES_KEY)
+            pipe.hgetall(STAGE_SECONDS_KEY)
+            depth, statuses, failures, stages = pipe.execute()
+        histograms = {}
+        for stage in sorted({name.split(":", 1)[0] for name in stages}):
+            buckets = [(bound, int(stages.get(f"{stage}:le:{bound}", 0))) for bound in STAGE_BUCKETS]
+            histograms[stage] = StageHistogram(
+                buckets, int(stages.get(f"{stage}:count", 0)), float(stages.get(f"{stage}:sum", 0))
+            )
+        return ServiceCounters(
+            queue_depth=depth,
+            jobs_by_status={status: max(0, int(statuses.get(status, 0))) for status in JobStatus},
+            failures_by_code={code: int(count) for code, count in sorted(failures.items())},
+            stage_seconds=histograms,
+            worker_states=[worker["state"] for worker in self.worker_states()],
+        )
+
     # --- workers -------------------------------------------------------------------------------
 
     def set_worker_state(self, name: str, state: dict[str, Any], ttl_seconds: int) -> None:
@@ -521,5 +446,5 @@ class JobStore:
         return [json.loads(value) for value in self.redis.mget(keys) if value] if keys else []
 
 
-def parse_event(entry_id: str, fields: dict[str, str]) -> Event:
+def event_from_redis(entry_id: str, fields: dict[str, str]) -> Event:
     return Event(entry_id, EventType(fields["type"]), json.loads(fields["data"]))

@@ -22,6 +22,8 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
+from jobs.errors import ErrorCode, InvalidRequest
+
 WEBHOOK_EVENTS: tuple[str, ...] = ("job.started", "job.keyframe", "job.succeeded", "job.failed", "job.canceled")
 
 SECRET_PREFIX = "whsec_"
@@ -47,17 +49,8 @@ NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: the IPv4 addre
 NAT64_LOCAL_PREFIX = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215: site-local translation, always refused
 
 
-class WebhookError(ValueError):
-    """A webhook URL, secret or event list that cannot be used; `code` is machine-readable."""
-
-    def __init__(self, code: str, message: str) -> None:
-        # Both in args so the error survives pickling (Celery results).
-        super().__init__(code, message)
-        self.code = code
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
+class WebhookError(InvalidRequest):
+    """A webhook URL, secret or event list that cannot be used (422 with its code)."""
 
 
 def parse_events(value: str | None) -> tuple[str, ...]:
@@ -68,7 +61,7 @@ def parse_events(value: str | None) -> tuple[str, ...]:
     unknown = [name for name in names if name not in WEBHOOK_EVENTS]
     if unknown:
         raise WebhookError(
-            "invalid_webhook_events",
+            ErrorCode.INVALID_WEBHOOK_EVENTS,
             f"unknown webhook events {unknown}; valid events are {', '.join(WEBHOOK_EVENTS)}",
         )
     return tuple(dict.fromkeys(names))
@@ -77,17 +70,17 @@ def parse_events(value: str | None) -> tuple[str, ...]:
 def parse_secret(secret: str) -> bytes:
     """`whsec_<base64>` → the HMAC key bytes."""
     if not secret.startswith(SECRET_PREFIX):
-        raise WebhookError("invalid_webhook_secret", f"the webhook secret must start with {SECRET_PREFIX!r}")
+        raise WebhookError(ErrorCode.INVALID_WEBHOOK_SECRET, f"the webhook secret must start with {SECRET_PREFIX!r}")
     encoded = secret.removeprefix(SECRET_PREFIX)
     try:
         # Unpadded base64 is common in generated secrets, so padding is optional.
         key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise WebhookError("invalid_webhook_secret", "the webhook secret is not valid base64 after 'whsec_'") from exc
+        message = "the webhook secret is not valid base64 after 'whsec_'"
+        raise WebhookError(ErrorCode.INVALID_WEBHOOK_SECRET, message) from exc
     if len(key) < MIN_SECRET_BYTES:
-        raise WebhookError(
-            "invalid_webhook_secret", f"the webhook secret key has {len(key)} bytes; at least {MIN_SECRET_BYTES}"
-        )
+        message = f"the webhook secret key has {len(key)} bytes; at least {MIN_SECRET_BYTES}"
+        raise WebhookError(ErrorCode.INVALID_WEBHOOK_SECRET, message)
     return key
 
 
@@ -162,41 +155,41 @@ def is_forbidden_address(address: Address) -> bool:
 def check_target(url: str, allowed_hosts: Sequence[str] = (), resolve: Resolver = socket.getaddrinfo) -> WebhookTarget:
     """Validate a webhook URL and resolve its host once; raise WebhookError when it may not be called."""
     if len(url) > MAX_URL_LENGTH:
-        raise WebhookError("invalid_webhook_url", f"the webhook URL is longer than {MAX_URL_LENGTH} characters")
+        raise WebhookError(ErrorCode.INVALID_WEBHOOK_URL, f"the webhook URL is longer than {MAX_URL_LENGTH} characters")
     if not url.isprintable() or " " in url:
-        raise WebhookError("invalid_webhook_url", "the webhook URL contains spaces or control characters")
+        raise WebhookError(ErrorCode.INVALID_WEBHOOK_URL, "the webhook URL contains spaces or control characters")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise WebhookError("invalid_webhook_url", f"the webhook URL cannot be parsed: {exc}") from exc
+        raise WebhookError(ErrorCode.INVALID_WEBHOOK_URL, f"the webhook URL cannot be parsed: {exc}") from exc
     if parts.scheme not in ("http", "https"):
-        raise WebhookError("invalid_webhook_url", "the webhook URL must start with http:// or https://")
+        raise WebhookError(ErrorCode.INVALID_WEBHOOK_URL, "the webhook URL must start with http:// or https://")
     if "@" in parts.netloc:
-        raise WebhookError("invalid_webhook_url", "the webhook URL may not contain a user name or password")
+        raise WebhookError(ErrorCode.INVALID_WEBHOOK_URL, "the webhook URL may not contain a user name or password")
     host = (parts.hostname or "").rstrip(".")
     if not host:
-        raise WebhookError("invalid_webhook_url", "the webhook URL has no host")
+        raise WebhookError(ErrorCode.INVALID_WEBHOOK_URL, "the webhook URL has no host")
     if port is None:
         port = 443 if parts.scheme == "https" else 80
     if not 1 <= port <= 65535:
-        raise WebhookError("invalid_webhook_url", f"the webhook URL port {port} is out of range")
+        raise WebhookError(ErrorCode.INVALID_WEBHOOK_URL, f"the webhook URL port {port} is out of range")
     if not host.isascii():
         try:
             host = host.encode("idna").decode("ascii")
         except UnicodeError as exc:
-            raise WebhookError("invalid_webhook_url", f"the webhook host {host!r} is not a valid name") from exc
+            raise WebhookError(ErrorCode.INVALID_WEBHOOK_URL, f"the webhook host {host!r} is not a valid name") from exc
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
     if host in METADATA_HOSTS:
-        raise WebhookError("webhook_url_forbidden", f"the webhook host {host!r} is a cloud metadata service")
+        raise WebhookError(ErrorCode.WEBHOOK_URL_FORBIDDEN, f"the webhook host {host!r} is a cloud metadata service")
     addresses = resolve_host(host, port, resolve)
     allowed = host in {name.strip().lower().rstrip(".") for name in allowed_hosts}
     for address in addresses:
         if address in METADATA_ADDRESSES or (not allowed and is_forbidden_address(address)):
             # Any bad address refuses the host: a resolver may hand the worker another answer than the API got.
             raise WebhookError(
-                "webhook_url_forbidden",
+                ErrorCode.WEBHOOK_URL_FORBIDDEN,
                 f"the webhook host {host!r} resolves to {address}, a private, local or reserved address",
             )
     return WebhookTarget(url=url, scheme=parts.scheme, host=host, port=port, path=path, address=str(addresses[0]))
@@ -207,7 +200,7 @@ def resolve_host(host: str, port: int, resolve: Resolver) -> list[Address]:
     try:
         infos = resolve(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
-        raise WebhookError("invalid_webhook_url", f"the webhook host {host!r} could not be resolved") from exc
+        raise WebhookError(ErrorCode.INVALID_WEBHOOK_URL, f"the webhook host {host!r} could not be resolved") from exc
     addresses: dict[Address, None] = {}
     for _family, _type, _proto, _canonname, sockaddr in infos:
         try:
@@ -215,7 +208,7 @@ def resolve_host(host: str, port: int, resolve: Resolver) -> list[Address]:
         except ValueError:
             continue  # not IPv4/IPv6 (AF_UNIX and the like); never a place to connect to
     if not addresses:
-        raise WebhookError("invalid_webhook_url", f"the webhook host {host!r} could not be resolved")
+        raise WebhookError(ErrorCode.INVALID_WEBHOOK_URL, f"the webhook host {host!r} could not be resolved")
     return list(addresses)
 
 

@@ -9,64 +9,26 @@ a background thread, so the load neither blocks Celery's process start nor runs 
 import logging
 import os
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-from huggingface_hub import snapshot_download
-from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-from jobs.settings import TINY_MODEL, ServiceSettings
+from jobs.settings import ServiceSettings
 from model_core.configs import TINY_BUCKETS
 from model_core.errors import CheckpointError
-from model_core.pipeline import ModelSources, PaintsUndoPipeline
-from model_core.tiny import write_tiny_models
+from model_core.pipeline import PaintsUndoPipeline
+from model_core.sources import TINY_MODEL, ModelSources, fetch_model_sources
 
 log = logging.getLogger(__name__)
 
-# The published repos; the owner comes from PAINTS_UNDO_MODEL.
-KEYFRAME_REPO_NAME = "paints_undo_single_frame"
-INTERPOLATION_REPO_NAME = "paints_undo_multi_frame"
-TAGGER_FILES = ["model.onnx", "selected_tags.csv"]
-
 
 def fetch_models(settings: ServiceSettings) -> ModelSources:
-    """Local folders holding the three checkpoints PAINTS_UNDO_MODEL names, downloading them when needed.
+    """Local folders holding the three checkpoints PAINTS_UNDO_MODEL names (`model_core.sources`).
 
-    `tiny` writes random-weight checkpoints in the published layout (tests and demos: the video is noise).
-    Raises CheckpointError saying what to do when a folder or repo cannot be had.
+    `tiny` writes random-weight checkpoints (tests and demos: the video is noise) under PAINTS_UNDO_MODEL_CACHE;
+    an owner's repos are downloaded there. Raises CheckpointError saying what to do when one cannot be had.
     """
-    if settings.model == TINY_MODEL:
-        cache = settings.model_cache or Path(tempfile.gettempdir()) / "paints-undo"
-        return write_tiny_models(Path(cache) / "tiny")
-    if "/" in settings.model or settings.model.startswith("."):
-        folder = Path(settings.model)
-        if not folder.is_dir():
-            raise CheckpointError(
-                f"PAINTS_UNDO_MODEL={settings.model} is not a folder. Give a folder holding "
-                "wd-v1-4-moat-tagger-v2/, paints_undo_single_frame/ and paints_undo_multi_frame/, "
-                "a Hugging Face owner such as lllyasviel, or `tiny` for random test weights."
-            )
-        return ModelSources.from_folder(folder)
-    owner = settings.model
-    return ModelSources(
-        tagger=_download(settings.tagger, settings, TAGGER_FILES),
-        keyframe_model=_download(f"{owner}/{KEYFRAME_REPO_NAME}", settings),
-        interpolation_model=_download(f"{owner}/{INTERPOLATION_REPO_NAME}", settings),
-    )
-
-
-def _download(repo_id: str, settings: ServiceSettings, allow_patterns: list[str] | None = None) -> Path:
-    try:
-        folder = snapshot_download(repo_id, cache_dir=settings.model_cache, allow_patterns=allow_patterns)
-    except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as err:
-        raise CheckpointError(
-            f"could not download {repo_id} from Hugging Face ({err}). On a machine without internet access, "
-            "download it elsewhere and set PAINTS_UNDO_MODEL to the folder, or PAINTS_UNDO_MODEL=tiny for tests."
-        ) from err
-    return Path(folder)
+    return fetch_model_sources(settings.model, tagger=settings.tagger, cache_dir=settings.model_cache)
 
 
 def load_pipeline(sources: ModelSources, settings: ServiceSettings) -> PaintsUndoPipeline:

@@ -1,6 +1,7 @@
 """Running one job on the resident pipeline: status transitions, events, uploads and the job's end.
 
-The Celery task (worker.render_worker) is a thin shell around `JobRunner.run`.
+The Celery task (worker.render_tasks) is a thin shell around `JobRunner.run`: every outcome of a job is
+decided here, except storage outages, which the task retries (StorageError propagates).
 """
 
 import io
@@ -12,10 +13,12 @@ from pathlib import Path
 from celery.exceptions import SoftTimeLimitExceeded
 from PIL import Image
 
+from jobs.errors import ErrorCode
 from jobs.notify import WebhookNotifier
+from jobs.records import EventType, Job, JobStatus, Keyframe, job_prefix, keyframe_key, video_key
 from jobs.storage import Storage, StorageError, StorageNotFound
-from jobs.store import EventType, Job, JobError, JobStatus, JobStore, Keyframe, job_prefix, keyframe_key, video_key
-from model_core.errors import InvalidInputError, RenderCanceled
+from jobs.store import JobStore
+from model_core.errors import CheckpointError, InvalidInputError, RenderCanceled
 from model_core.events import (
     KeyframeReady,
     PromptReady,
@@ -55,15 +58,29 @@ class JobRunner:
         self.max_attempts = max_attempts
 
     def run(self, job_id: str) -> None:
+        """Run the job to its end (succeeded, failed with a code, canceled); StorageError propagates."""
+        try:
+            self._run(job_id)
+        except StorageError:
+            raise
+        except Exception as err:  # a bug outside the render: the job must still end, not stay running
+            log.exception("job %s: unexpected error", job_id)
+            self.fail(job_id, ErrorCode.RENDER_FAILED, f"{type(err).__name__}: {err}")
+
+    def _run(self, job_id: str) -> None:
         job = self.store.get(job_id)
         if job is None or job.status.is_terminal():
             log.info("job %s is %s; skipped", job_id, "gone" if job is None else job.status)
             return
         if job.attempts >= self.max_attempts:
             message = f"the worker running this job stopped {job.attempts} times (out of memory or killed)"
-            self.fail(job_id, JobError.WORKER_LOST, message)
+            self.fail(job_id, ErrorCode.WORKER_LOST, message)
             return
-        pipeline = self.pipeline()
+        try:
+            pipeline = self.pipeline()
+        except CheckpointError as err:  # this process's models failed to load
+            self.fail(job_id, ErrorCode.MODEL_UNAVAILABLE, str(err))
+            return
         job = self.store.start(job_id)
         if job is None:  # canceled between the two reads
             return
@@ -74,16 +91,16 @@ class JobRunner:
         except RenderCanceled:
             self.end(job_id, JobStatus.CANCELED)
         except InvalidInputError as err:
-            self.fail(job_id, JobError.INVALID_INPUT, str(err))
+            self.fail(job_id, ErrorCode.INVALID_INPUT, str(err))
         except SoftTimeLimitExceeded:
-            self.fail(job_id, JobError.TIMEOUT, "the job ran past the time limit (PAINTS_UNDO_JOB_SOFT_TIME_LIMIT)")
+            self.fail(job_id, ErrorCode.TIMEOUT, "the job ran past the time limit (PAINTS_UNDO_JOB_SOFT_TIME_LIMIT)")
         except StorageNotFound as err:
-            self.fail(job_id, JobError.INVALID_INPUT, f"a file of this job is gone from storage: {err}")
+            self.fail(job_id, ErrorCode.INVALID_INPUT, f"a file of this job is gone from storage: {err}")
         except StorageError:
             raise
         except Exception as err:
             log.exception("job %s failed", job_id)
-            self.fail(job_id, JobError.RENDER_FAILED, f"{type(err).__name__}: {err}")
+            self.fail(job_id, ErrorCode.RENDER_FAILED, f"{type(err).__name__}: {err}")
         else:
             self.end(job_id, JobStatus.SUCCEEDED, video=video)
         if self.store.get(job_id) is None:  # deleted while running: drop what was uploaded since
@@ -141,5 +158,8 @@ class JobRunner:
             log.info("job %s %s", job_id, status)
             self.notifier.notify(job, EventType(f"job.{status}"))
 
-    def fail(self, job_id: str, code: JobError, message: str) -> None:
+    def fail(self, job_id: str, code: ErrorCode, message: str) -> None:
         self.end(job_id, JobStatus.FAILED, error={"code": str(code), "message": message})
+
+    def fail_storage_unavailable(self, job_id: str, err: StorageError) -> None:
+        self.fail(job_id, ErrorCode.STORAGE_UNAVAILABLE, f"storage unreachable: {err}")

@@ -9,38 +9,35 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import OwnerDep, Services, ServicesDep
-from api.errors import ErrorResponse, not_found
-from jobs.store import Event, EventType, events_key, job_key, parse_event
+from api.errors import ErrorResponse
+from jobs.records import Event, EventType
 
 router = APIRouter(prefix="/v1/jobs", tags=["events"])
 
-KEEPALIVE_MS = 15_000
-# The events client's socket timeout: longer than a blocking read that finds nothing (redis-py's
-# asyncio default of 5 s would cut every stream whose job is quiet for 5 s).
-READ_TIMEOUT_SECONDS = KEEPALIVE_MS / 1000 + 10
+# A quiet stream gets a comment this often, so proxies and clients see it is alive.
+KEEPALIVE_SECONDS = 15.0
 
 
 def sse_message(event: Event, services: Services) -> str:
     data = dict(event.data)
     if event.type == EventType.KEYFRAME:
         # The stored key becomes a URL minted now, like the job object's.
-        data["url"] = services.storage.url(data.pop("key"), services.settings.url_expiry_seconds)
+        data["url"] = services.jobs.storage.url(data.pop("key"), services.settings.url_expiry_seconds)
     return f"id: {event.id}\nevent: {event.type}\ndata: {json.dumps(data)}\n\n"
 
 
 async def event_stream(request: Request, services: Services, job_id: str, after: str) -> AsyncIterator[str]:
-    client = services.events_redis
+    reader = services.events
     while not await request.is_disconnected():
-        reply = await client.xread({events_key(job_id): after}, count=100, block=KEEPALIVE_MS)
-        if not reply:
-            if not await client.exists(job_key(job_id)):
+        events = await reader.read(job_id, after)
+        if not events:
+            if not await reader.job_exists(job_id):
                 return  # deleted
             yield ": keep-alive\n\n"
             continue
-        for entry_id, fields in reply[0][1]:
-            event = parse_event(entry_id, fields)
+        for event in events:
             yield sse_message(event, services)
-            after = entry_id
+            after = event.id
             if event.type.is_terminal():
                 return
 
@@ -66,8 +63,7 @@ async def job_events(
     Types: job.queued, job.started, stage.started, stage.finished, job.progress, job.prompt, job.keyframe,
     job.succeeded, job.failed, job.canceled. Each carries `progress` and `eta_seconds` while running.
     """
-    if await run_in_threadpool(services.store.get, job_id, owner) is None:
-        raise not_found()
+    await run_in_threadpool(services.jobs.get, owner, job_id)
     return StreamingResponse(
         event_stream(request, services, job_id, last_event_id or "0-0"),
         media_type="text/event-stream",

@@ -10,10 +10,13 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
 from api.deps import ServicesDep
-from api.errors import ApiError, ErrorResponse, not_found
+from api.errors import ErrorResponse
+from jobs.errors import ErrorCode, Forbidden, NotFound
 from jobs.storage import SignatureError, StorageNotFound
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
+
+NO_FILE = "no such file"
 
 
 @router.get(
@@ -31,12 +34,12 @@ def get_file(
     """A stored file; the URL's signature proves the API minted it, and it stops working when it expires."""
     storage = services.local_storage
     if storage is None:
-        raise not_found("file")
+        raise NotFound(ErrorCode.FILE_NOT_FOUND, NO_FILE)
     try:
         path = storage.open_signed(key, expires, signature)
     except SignatureError as err:
-        raise ApiError(403, "invalid_or_expired_url", str(err)) from err
+        raise Forbidden(ErrorCode.INVALID_OR_EXPIRED_URL, str(err)) from err
     except StorageNotFound as err:
-        raise not_found("file") from err
+        raise NotFound(ErrorCode.FILE_NOT_FOUND, NO_FILE) from err
     media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "private, max-age=60"})

@@ -6,6 +6,7 @@ from pydantic import BaseModel
 
 from api.deps import ServicesDep
 from api.errors import ErrorResponse, error_response
+from jobs.errors import ErrorCode
 from jobs.storage import StorageError
 
 router = APIRouter(tags=["health"])
@@ -33,17 +34,16 @@ def readyz(services: ServicesDep) -> Readiness | Response:
     """Redis and storage are reachable; also lists the render workers and their state (loading, ready, busy, failed)."""
     problems = []
     try:
-        services.store.redis.ping()
-        workers = services.store.worker_states()
+        workers = services.jobs.store.worker_states()
     except Exception as err:  # any failure here means not ready, and says why
         problems.append(f"redis: {err}")
         workers = []
     try:
-        services.storage.check()
+        services.jobs.storage.check()
     except StorageError as err:
         problems.append(f"storage: {err}")
     if problems:
-        return error_response(503, "not_ready", "; ".join(problems))
+        return error_response(503, ErrorCode.NOT_READY, "; ".join(problems))
     return Readiness(status="ready", redis="ok", storage="ok", workers=workers)
 
 

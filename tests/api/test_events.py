@@ -1,16 +1,17 @@
 """SSE streams outlive a job's quiet spells: a read that waits longer than a socket timeout is not an error."""
 
 import asyncio
+import dataclasses
 import time
 from pathlib import Path
 
-import pytest
 from services import start_redis_server
 
 from api.config import ApiSettings
-from api.main import create_app
+from api.main import create_services
 from api.routes import events as events_route
-from jobs.store import Job, JobStatus, input_key, new_job_id
+from jobs.events import EventReader
+from jobs.records import Job, JobStatus, input_key, new_job_id
 
 
 class Connected:
@@ -20,12 +21,11 @@ class Connected:
         return False
 
 
-def test_a_quiet_job_keeps_its_stream_and_gets_a_keep_alive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # One blocking read of 7 s: longer than redis-py's 5 s asyncio default, which used to cut the stream.
-    monkeypatch.setattr(events_route, "KEEPALIVE_MS", 7_000)
+def test_a_quiet_job_keeps_its_stream_and_gets_a_keep_alive(tmp_path: Path) -> None:
     with start_redis_server() as url:
-        app = create_app(ApiSettings(api_keys="k" * 16, redis_url=url, storage_url=f"file://{tmp_path}"))
-        services = app.state.services
+        services = create_services(ApiSettings(api_keys="k" * 16, redis_url=url, storage_url=f"file://{tmp_path}"))
+        # One blocking read of 7 s: longer than redis-py's 5 s asyncio default, which used to cut the stream.
+        services = dataclasses.replace(services, events=EventReader(url, block_seconds=7))
         created_at = time.time()
         job_id = new_job_id(created_at)
         job = Job(
@@ -36,7 +36,7 @@ def test_a_quiet_job_keeps_its_stream_and_gets_a_keep_alive(tmp_path: Path, monk
             input_key=input_key(job_id),
             created_at=created_at,
         )
-        services.store.create(job, max_active=4)
+        services.jobs.store.create(job, max_active=4)
 
         async def first_two_messages() -> list[str]:
             stream = events_route.event_stream(Connected(), services, job_id, "0")
@@ -44,7 +44,7 @@ def test_a_quiet_job_keeps_its_stream_and_gets_a_keep_alive(tmp_path: Path, monk
                 return [await stream.__anext__(), await asyncio.wait_for(stream.__anext__(), timeout=30)]
             finally:
                 await stream.aclose()
-                await services.events_redis.aclose()
+                await services.events.close()
 
         queued, keep_alive = asyncio.run(first_two_messages())
     assert "event: job.queued" in queued

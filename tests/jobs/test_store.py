@@ -10,6 +10,9 @@ import pytest
 import redis
 from services import start_redis_server
 
+import jobs.store
+from jobs.errors import ErrorCode, IdempotencyConflict, TooManyActiveJobs
+from jobs.records import EventType, Job, JobStatus, Keyframe, input_key, new_job_id
 from jobs.store import (
     EXPIRY_KEY,
     FAILURES_KEY,
@@ -18,23 +21,15 @@ from jobs.store import (
     STAGE_BUCKETS,
     STAGE_SECONDS_KEY,
     STATUS_COUNTS_KEY,
-    EventType,
-    IdempotencyConflict,
-    Job,
-    JobError,
-    JobStatus,
     JobStore,
-    Keyframe,
-    TooManyActiveJobs,
     connect,
+    event_from_redis,
     events_key,
     idempotency_key,
-    input_key,
+    job_from_redis,
     job_key,
-    new_job_id,
     owner_active_key,
     owner_jobs_key,
-    parse_event,
 )
 
 OWNER = "key-alice"
@@ -90,7 +85,7 @@ def create(store: JobStore, owner: str = OWNER, *, max_active: int = 100, **fiel
 
 
 def events(store: JobStore, job_id: str) -> list[EventType]:
-    return [parse_event(entry_id, fields).type for entry_id, fields in store.redis.xrange(events_key(job_id))]
+    return [event_from_redis(entry_id, fields).type for entry_id, fields in store.redis.xrange(events_key(job_id))]
 
 
 def assert_status_counts_consistent(store: JobStore) -> None:
@@ -289,7 +284,7 @@ def test_finishing_twice_changes_nothing_the_second_time(store: JobStore) -> Non
     job = create(store)
     other = create(store)
     store.start(job.id)
-    error = {"code": JobError.RENDER_FAILED, "message": "boom"}
+    error = {"code": ErrorCode.RENDER_FAILED, "message": "boom"}
 
     failed = store.finish(job.id, JobStatus.FAILED, error=error)
     again = store.finish(job.id, JobStatus.SUCCEEDED, video={"key": "v.mp4"})
@@ -366,7 +361,7 @@ def test_update_sets_fields_and_appends_the_event_and_keyframe(store: JobStore) 
     assert after.keyframes == (Keyframe(index=0, undo_step=400, key="k0"),)
     entries = store.redis.xrange(events_key(job.id))
     assert [entry_id for entry_id, _ in entries[-2:]] == [first, second]
-    last = parse_event(*entries[-1])
+    last = event_from_redis(*entries[-1])
     assert last.type == EventType.KEYFRAME and last.data == {"index": 0}
 
 
@@ -549,7 +544,7 @@ def test_delete_racing_finish_keeps_status_counts_consistent(
     store.start(job.id)
     store.request_cancel(job.id)
     worker = JobStore(connect(redis_url, retries=2), RETENTION)
-    parse = Job.from_redis
+    parse = job_from_redis
     raced = []
 
     def parse_then_worker_finishes(fields: dict, keyframes: list, attempts: list) -> Job:
@@ -559,7 +554,7 @@ def test_delete_racing_finish_keeps_status_counts_consistent(
             worker.finish(job.id, JobStatus.CANCELED)
         return parsed
 
-    monkeypatch.setattr(Job, "from_redis", parse_then_worker_finishes)
+    monkeypatch.setattr(jobs.store, "job_from_redis", parse_then_worker_finishes)
     store.delete(job.id)
     worker.redis.close()
 

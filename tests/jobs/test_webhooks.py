@@ -3,7 +3,6 @@
 import base64
 import ipaddress
 import json
-import pickle
 import random
 import socket
 import ssl
@@ -136,11 +135,6 @@ def test_parse_events_refuses_unknown_names(value: str) -> None:
         parse_events(value)
     assert caught.value.code == "invalid_webhook_events"
     assert "job.keyframe" in caught.value.message  # lists the valid names
-
-
-def test_webhook_error_survives_pickling() -> None:
-    error = pickle.loads(pickle.dumps(WebhookError("invalid_webhook_url", "bad")))
-    assert (error.code, error.message, str(error)) == ("invalid_webhook_url", "bad", "bad")
 
 
 # URL checks.

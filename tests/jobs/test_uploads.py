@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from api.errors import ApiError
-from api.uploads import check_image
+from jobs.errors import ServiceError
+from jobs.uploads import check_image
 
 MAX_BYTES = 1024 * 1024
 MAX_PIXELS = 4096 * 4096
@@ -29,7 +29,7 @@ def picture(width: int = 48, height: int = 32, mode: str = "RGB") -> Image.Image
 
 
 def refusal(data: bytes, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS) -> tuple[int, str]:
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(ServiceError) as caught:
         check_image(data, max_bytes, max_pixels)
     return caught.value.status, caught.value.code
 

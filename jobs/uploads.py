@@ -5,38 +5,39 @@ import warnings
 
 from PIL import Image, UnidentifiedImageError
 
-from api.errors import ApiError
+from jobs.errors import ErrorCode, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 
 # Formats by the magic bytes PIL recognises; the file name and Content-Type header are ignored.
 ACCEPTED_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 
 
 def check_image(data: bytes, max_bytes: int, max_pixels: int) -> str:
-    """The image's MIME type, or an ApiError: too big (413), not PNG/JPEG/WebP (415), too many pixels or broken (422).
+    """The image's MIME type; PayloadTooLarge, UnsupportedMediaType (not PNG/JPEG/WebP), or InvalidRequest (too many
+    pixels, broken).
 
     The pixel count comes from the header, so a decompression bomb is refused before its pixels are decoded.
     """
     if len(data) > max_bytes:
-        raise ApiError(413, "upload_too_large", f"the image is {len(data)} bytes; the limit is {max_bytes}")
+        raise PayloadTooLarge(ErrorCode.UPLOAD_TOO_LARGE, f"the image is {len(data)} bytes; the limit is {max_bytes}")
     if not data:
-        raise ApiError(422, "invalid_image", "the image file is empty")
+        raise InvalidRequest(ErrorCode.INVALID_IMAGE, "the image file is empty")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=list(ACCEPTED_FORMATS)) as image:
                 width, height = image.size
                 if width * height > max_pixels:
-                    raise ApiError(
-                        422,
-                        "image_too_large",
+                    raise InvalidRequest(
+                        ErrorCode.IMAGE_TOO_LARGE,
                         f"the image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}",
                     )
                 image_format = image.format
                 image.load()  # a truncated or corrupt file fails here, not in the worker
     except UnidentifiedImageError as err:
-        raise ApiError(415, "unsupported_image_type", "the image must be a PNG, JPEG or WebP file") from err
+        message = "the image must be a PNG, JPEG or WebP file"
+        raise UnsupportedMediaType(ErrorCode.UNSUPPORTED_IMAGE_TYPE, message) from err
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ApiError(422, "image_too_large", str(err)) from err
+        raise InvalidRequest(ErrorCode.IMAGE_TOO_LARGE, str(err)) from err
     except (OSError, SyntaxError, ValueError) as err:
-        raise ApiError(422, "invalid_image", f"the image could not be decoded: {err}") from err
+        raise InvalidRequest(ErrorCode.INVALID_IMAGE, f"the image could not be decoded: {err}") from err
     return ACCEPTED_FORMATS[image_format]

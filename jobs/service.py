@@ -1,0 +1,181 @@
+"""What a client can do with jobs: submit, read, list, cancel and delete. The API's routes are thin shells
+around `JobService`; every check raises a domain error (jobs.errors) that the API maps to HTTP.
+"""
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from jobs.errors import ErrorCode, IdempotencyConflict, InvalidRequest, JobNotFound
+from jobs.notify import WebhookNotifier
+from jobs.queue import TaskQueue
+from jobs.records import EventType, Job, JobStatus, input_key, job_prefix, new_job_id
+from jobs.schemas import JobOut, job_view
+from jobs.settings import ServiceSettings
+from jobs.storage import Storage
+from jobs.store import JobStore
+from jobs.uploads import check_image
+from jobs.webhooks import check_target, parse_events
+from model_core.settings import RenderSettings, describe_validation_error
+
+MAX_IDEMPOTENCY_KEY = 255
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A job request as it arrived: the image's bytes and the form's text fields, not yet checked."""
+
+    image: bytes
+    settings: str | None = None
+    webhook_url: str | None = None
+    webhook_events: str | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckedSubmission:
+    image: bytes
+    content_type: str
+    settings: RenderSettings
+    webhook_url: str | None
+    webhook_events: tuple[str, ...]
+    idempotency_hash: str | None
+
+    @property
+    def request_hash(self) -> str:
+        """Identifies the request, so a repeated Idempotency-Key with another request is told apart."""
+        fields = [self.settings.model_dump(mode="json"), self.webhook_url, self.webhook_events]
+        return hashlib.sha256(self.image + json.dumps(fields).encode()).hexdigest()
+
+
+class JobService:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        store: JobStore,
+        storage: Storage,
+        queue: TaskQueue,
+        notifier: WebhookNotifier,
+    ):
+        self.settings = settings
+        self.store = store
+        self.storage = storage
+        self.queue = queue
+        self.notifier = notifier
+
+    # --- submitting ----------------------------------------------------------------------------
+
+    def check(self, submission: Submission) -> CheckedSubmission:
+        """Every check of a submission, before anything is stored."""
+        content_type = check_image(submission.image, self.settings.max_upload_bytes, self.settings.max_pixels)
+        events: tuple[str, ...] = ()
+        if submission.webhook_url is not None:
+            if self.settings.webhook_secret is None:
+                raise InvalidRequest(ErrorCode.WEBHOOKS_NOT_CONFIGURED, "this server has no PAINTS_UNDO_WEBHOOK_SECRET")
+            check_target(submission.webhook_url, self.settings.webhook_allowed_hosts)
+            events = parse_events(submission.webhook_events)
+        key = submission.idempotency_key
+        if key is not None and not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
+            message = f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters"
+            raise InvalidRequest(ErrorCode.INVALID_IDEMPOTENCY_KEY, message)
+        return CheckedSubmission(
+            image=submission.image,
+            content_type=content_type,
+            settings=parse_settings(submission.settings),
+            webhook_url=submission.webhook_url,
+            webhook_events=events,
+            idempotency_hash=hashlib.sha256(key.encode()).hexdigest() if key else None,
+        )
+
+    def submit(self, owner: str, submission: Submission) -> tuple[Job, bool]:
+        """Check, store the input, record the job and queue it; returns (job, True when created now).
+
+        A repeated Idempotency-Key returns the earlier job (False). Raises the domain errors of `check`,
+        TooManyActiveJobs and IdempotencyConflict; whatever fails, no input file is left behind.
+        """
+        checked = self.check(submission)
+        if checked.idempotency_hash and (earlier := self.store.find_idempotent(owner, checked.idempotency_hash)):
+            return same_request(earlier, checked), False
+        now = time.time()
+        job_id = new_job_id(now)
+        job = Job(
+            id=job_id,
+            owner=owner,
+            status=JobStatus.QUEUED,
+            settings=checked.settings.model_dump(mode="json"),
+            input_key=input_key(job_id),
+            created_at=now,
+            webhook_url=checked.webhook_url,
+            webhook_events=checked.webhook_events,
+            request_hash=checked.request_hash,
+        )
+        # The input is stored before the job exists, so a worker never sees a job without its image.
+        self.storage.put(job.input_key, checked.image, checked.content_type)
+        created = False
+        try:
+            stored, created = self.store.create(
+                job, max_active=self.settings.max_active_jobs, idempotency_hash=checked.idempotency_hash
+            )
+        finally:
+            if not created:  # refused, an earlier job, or the store failed: the input goes
+                self.storage.delete_prefix(job_prefix(job_id))
+        if not created:
+            return same_request(stored, checked), False
+        self.queue.render(job_id)
+        return stored, True
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def get(self, owner: str, job_id: str) -> Job:
+        job = self.store.get(job_id, owner=owner)
+        if job is None:
+            raise JobNotFound()
+        return job
+
+    def list(self, owner: str, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:
+        """A page of the owner's jobs, newest first, and the cursor of the next page (None on the last)."""
+        jobs = self.store.list_for_owner(owner, limit, before=cursor)
+        return jobs, jobs[-1].id if len(jobs) == limit else None
+
+    def view(self, job: Job) -> JobOut:
+        """The job as clients see it, with URLs minted now."""
+        position = self.store.queue_position(job.id) if job.status == JobStatus.QUEUED else None
+        return job_view(job, self.storage, self.settings.url_expiry_seconds, position)
+
+    # --- changing ------------------------------------------------------------------------------
+
+    def cancel(self, owner: str, job_id: str) -> Job:
+        """A queued job ends canceled now; a running one stops at its next sampler step. Idempotent."""
+        self.get(owner, job_id)
+        job, ended = self.store.request_cancel(job_id)
+        if job is None:
+            raise JobNotFound()
+        if ended:
+            self.notifier.notify(job, EventType.CANCELED)
+        return job
+
+    def delete(self, owner: str, job_id: str) -> None:
+        """Cancel the job if unfinished, then delete its record and stored files."""
+        self.get(owner, job_id)
+        self.store.request_cancel(job_id)
+        self.storage.delete_prefix(job_prefix(job_id))
+        self.store.delete(job_id)
+
+
+def parse_settings(text: str | None) -> RenderSettings:
+    if not text:
+        return RenderSettings()
+    try:
+        return RenderSettings.model_validate_json(text)
+    except ValidationError as err:
+        raise InvalidRequest(ErrorCode.INVALID_SETTINGS, describe_validation_error(err)) from err
+
+
+def same_request(job: Job, checked: CheckedSubmission) -> Job:
+    """The earlier job of a repeated Idempotency-Key, when the request is the same one."""
+    if job.request_hash != checked.request_hash:
+        raise IdempotencyConflict()
+    return job
