@@ -2,34 +2,56 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# Every dependency of every role at one exact version (pip constraints). `make lock` refreshes it.
+CONSTRAINTS := requirements/constraints.txt
+# The extras of this venv: the API, the render worker, the tiny preset and the tests, all in one.
+EXTRAS := api,worker,tiny,dev
+# Where torch comes from when the venv has none: pip's configured sources (on the CI machine, a local
+# CPU wheel). Elsewhere, TORCH_INDEX=https://download.pytorch.org/whl/cpu gets the CPU build.
+TORCH_INDEX ?=
+UV_VERSION := 0.13.9
 
-.PHONY: run test lint install clean
+.PHONY: run test lint install lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# The CPU wheel of torch is installed only when no torch is present, so a GPU host keeps its CUDA build.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# torch is installed only when the venv has none, so a CUDA build of the locked release stays.
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install "torch==2.13.0"
-	$(BIN)/python -m pip install -e ".[dev]"
+	$(BIN)/python -c "import torch" 2>/dev/null || \
+		$(BIN)/python -m pip install -c $(CONSTRAINTS) torch $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
 	touch $@
 
 install: $(VENV)/.installed
 
-# The service on this machine: the API on $PORT (default 8000), one render worker and the webhook worker.
-# Needs PAINTS_UNDO_API_KEYS; PAINTS_UNDO_MODEL=tiny where the real weights are not downloaded. Ctrl+C stops all.
+# Resolves pyproject.toml's dependencies, all extras, for Linux, macOS and Windows on Python >= 3.11
+# (requirements/pins.txt holds the versions chosen on purpose, torch's among them). Pins still allowed
+# are kept; `make lock LOCK_FLAGS=--upgrade` moves everything to the newest versions.
+lock: | $(BIN)/python
+	$(BIN)/python -m pip install "uv==$(UV_VERSION)"
+	$(BIN)/uv pip compile pyproject.toml --extra api --extra worker --extra tiny --extra xformers --extra dev \
+		--universal --python-version 3.11 -c requirements/pins.txt --custom-compile-command "make lock" \
+		$(LOCK_FLAGS) -o $(CONSTRAINTS)
+
+# The service on this machine: the API on $PORT (default 8000), one render worker, the webhook worker and the
+# scheduler (Celery beat: the retention sweep). Needs PAINTS_UNDO_API_KEYS; PAINTS_UNDO_MODEL=tiny where the
+# real weights are not downloaded. Ctrl+C stops all.
 run: install
 	mkdir -p data
 	$(BIN)/python -m api.preflight
 	trap 'kill 0' EXIT; \
 	$(BIN)/python -m worker.render_worker & \
 	$(BIN)/python -m worker.webhook_worker & \
+	$(BIN)/python -m worker.scheduler & \
 	$(BIN)/uvicorn --factory api.main:create_app --host 127.0.0.1 --port $${PORT:-8000}
 
+# Style, formatting, and the layer contracts of .importlinter (api → jobs ← worker → model_core).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/pytest

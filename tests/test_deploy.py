@@ -1,17 +1,24 @@
 """The deployment files, checked without a Docker engine: docker-compose.yml against the Compose
-Specification's JSON schema and the services' contract, Dockerfile.gpu by its instructions.
+Specification's JSON schema and the services' contract, the Dockerfile's build targets (read with
+dockerfile-parse), and pyproject.toml's installs per role against the lock.
 
 tests/data/compose-spec.json is the Compose Specification JSON schema (compose-spec/compose-spec,
 schema/compose-spec.json as of March 2021, Apache-2.0), taken byte for byte from the PyPI wheel
 docker-compose 1.29.2, compose/config/compose_spec.json (sha256 0dc04bd3...2bac). It predates some
 later keys (top-level `name`, healthcheck `start_interval`, `gpus`), so the compose file keeps to
 the keys it knows; Compose v2 accepts them all.
+
+The compose file is validated as written, before Compose's `${VAR}` interpolation: every
+interpolated value sits in a string field, so the schema's types hold either way.
 """
 
 import json
 import re
 import shlex
-from collections.abc import Mapping
+import tomllib
+from collections.abc import Iterable
+from importlib import metadata
+from importlib.util import find_spec
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -20,77 +27,36 @@ import pytest
 import yaml
 from celery import Celery
 from celery.app.utils import find_app
+from dockerfile_parse import DockerfileParser
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from jobs.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-DOCKERFILE = ROOT / "Dockerfile.gpu"
+DOCKERFILE = ROOT / "Dockerfile"
+LOCK = ROOT / "requirements" / "constraints.txt"
 # Origin and license: see the module docstring (Compose Specification, Apache-2.0).
 SCHEMA_FILE = Path(__file__).parent / "data" / "compose-spec.json"
 
-# What `docker compose up` needs from the shell: the two required variables.
-REQUIRED_ENV = {"PAINTS_UNDO_API_KEYS": "key-one,key-two", "MINIO_ROOT_PASSWORD": "a-long-password"}
-PYTHON_SERVICES = ("api", "worker", "webhook-worker")
-LONG_RUNNING = {"api", "worker", "webhook-worker", "redis", "minio"}
+LONG_RUNNING = {"api", "worker", "webhook-worker", "scheduler", "redis", "minio"}
+# Beat answers no pings; a scheduler that exits is restarted instead.
+WITHOUT_HEALTHCHECK = {"scheduler"}
+# The Dockerfile target each Python service runs.
+TARGETS = {"api": "api", "worker": "worker", "webhook-worker": "service", "scheduler": "service"}
 COMMANDS = {
     "api": ["uvicorn", "api.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"],
     "worker": ["python", "-m", "worker.render_worker"],
     "webhook-worker": ["python", "-m", "worker.webhook_worker"],
+    "scheduler": ["python", "-m", "worker.scheduler"],
 }
+# What only the render worker may install: torch, the model libraries and CUDA.
+HEAVY = {"torch", "diffusers", "transformers", "onnxruntime", "onnx", "safetensors", "xformers", "triton"}
 GO_DURATION = re.compile(r"(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+")
 
 
-# --- Compose interpolation -------------------------------------------------------------------
-
-
-class MissingVariable(ValueError):
-    """A `${VAR:?message}` whose variable is unset (or empty): Compose refuses to start."""
-
-
-_INTERPOLATION = re.compile(
-    r"\$(?:(?P<escaped>\$)"
-    r"|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^${}]*))?\}"
-    r"|(?P<named>[A-Za-z_][A-Za-z0-9_]*)"
-    r"|(?P<invalid>))"
-)
-
-
-def interpolate_string(text: str, env: Mapping[str, str]) -> str:
-    """Compose's `$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR-default}`, `${VAR:?message}`,
-    `${VAR?message}`, `${VAR:+alt}`, `${VAR+alt}` and `$$`; nesting is refused, not guessed."""
-
-    def replace(match: re.Match[str]) -> str:
-        if match["escaped"]:
-            return "$"
-        if match["invalid"] is not None:
-            raise ValueError(f"invalid or nested interpolation in {text!r}")
-        name = match["braced"] or match["named"]
-        value = env.get(name)
-        op, arg = match["op"], match["arg"] or ""
-        missing = value is None or (value == "" and op is not None and op.startswith(":"))
-        if op is None:
-            return value or ""
-        if op.endswith("-"):
-            return arg if missing else value
-        if op.endswith("?"):
-            if missing:
-                raise MissingVariable(f"required variable {name} is missing a value: {arg}")
-            return value
-        return "" if missing else arg  # "+"
-
-    return _INTERPOLATION.sub(replace, text)
-
-
-def interpolate(node: object, env: Mapping[str, str]) -> object:
-    """Every string value of a loaded compose file, as Compose does (keys are left alone)."""
-    if isinstance(node, str):
-        return interpolate_string(node, env)
-    if isinstance(node, dict):
-        return {key: interpolate(value, env) for key, value in node.items()}
-    if isinstance(node, list):
-        return [interpolate(item, env) for item in node]
-    return node
+# --- docker-compose.yml ----------------------------------------------------------------------
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -113,14 +79,9 @@ def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
 
 
-def load_compose(env: Mapping[str, str] | None = None) -> dict:
-    raw = yaml.load(COMPOSE_FILE.read_text(), Loader=_StrictLoader)
-    return interpolate(raw, REQUIRED_ENV if env is None else env)
-
-
 @pytest.fixture(scope="module")
 def compose() -> dict:
-    return load_compose()
+    return yaml.load(COMPOSE_FILE.read_text(), Loader=_StrictLoader)
 
 
 @pytest.fixture(scope="module")
@@ -129,25 +90,6 @@ def schema_validator() -> jsonschema.protocols.Validator:
     # Its `$schema` names draft 2019-09 by a URI that draft does not use (http://.../schema#).
     jsonschema.Draft201909Validator.check_schema(schema)
     return jsonschema.Draft201909Validator(schema)
-
-
-def test_interpolation_follows_compose() -> None:
-    env = {"SET": "value", "EMPTY": ""}
-    assert interpolate_string("${SET:-d}/${EMPTY:-d}/${UNSET:-d}/${EMPTY-d}", env) == "value/d/d/"
-    assert (
-        interpolate_string("$SET ${SET} ${UNSET} $$HOSTNAME ${SET:+alt}${EMPTY:+alt}", env)
-        == "value value  $HOSTNAME alt"
-    )
-    assert interpolate_string("${EMPTY?m}", env) == ""
-    with pytest.raises(MissingVariable, match="UNSET is missing a value: say why"):
-        interpolate_string("${UNSET:?say why}", env)
-    with pytest.raises(MissingVariable):
-        interpolate_string("${EMPTY:?m}", env)
-    with pytest.raises(ValueError, match="nested"):
-        interpolate_string("${A:-${B}}", env)
-
-
-# --- docker-compose.yml ----------------------------------------------------------------------
 
 
 def test_compose_file_is_valid_against_the_compose_spec(compose: dict, schema_validator) -> None:
@@ -163,26 +105,12 @@ def test_the_schema_rejects_a_misspelt_key(compose: dict, schema_validator) -> N
     assert not schema_validator.is_valid(broken)
 
 
-@pytest.mark.parametrize("api_keys", [None, ""])
-def test_missing_api_keys_stop_startup(api_keys: str | None) -> None:
-    env = dict(REQUIRED_ENV)
-    if api_keys is None:
-        del env["PAINTS_UNDO_API_KEYS"]
-    else:
-        env["PAINTS_UNDO_API_KEYS"] = api_keys
-    with pytest.raises(MissingVariable, match="PAINTS_UNDO_API_KEYS.*comma-separated API keys"):
-        load_compose(env)
-
-
-def test_missing_minio_password_stops_startup() -> None:
-    env = {key: value for key, value in REQUIRED_ENV.items() if key != "MINIO_ROOT_PASSWORD"}
-    with pytest.raises(MissingVariable, match="MINIO_ROOT_PASSWORD"):
-        load_compose(env)
-
-
-def test_only_the_documented_variables_are_required() -> None:
-    """With the two required variables set and nothing else (no PORT, no model...), it loads."""
-    assert load_compose(REQUIRED_ENV)["services"]["api"]["environment"]["PAINTS_UNDO_API_KEYS"] == "key-one,key-two"
+def test_only_the_documented_variables_are_required(compose: dict) -> None:
+    """`${VAR:?message}` is Compose's "unset or empty stops `up` with this message"."""
+    required = set(re.findall(r"\$\{(\w+):\?[^}]+\}", COMPOSE_FILE.read_text()))
+    assert required == {"PAINTS_UNDO_API_KEYS", "MINIO_ROOT_PASSWORD"}
+    keys = compose["services"]["api"]["environment"]["PAINTS_UNDO_API_KEYS"]
+    assert re.fullmatch(r"\$\{PAINTS_UNDO_API_KEYS:\?.*comma-separated API keys\}", keys), keys
 
 
 def test_services(compose: dict) -> None:
@@ -192,10 +120,12 @@ def test_services(compose: dict) -> None:
 def test_long_running_services_have_healthchecks_and_restart(compose: dict) -> None:
     for name in LONG_RUNNING:
         service = compose["services"][name]
+        assert service.get("restart") == "unless-stopped", name
+        if name in WITHOUT_HEALTHCHECK:
+            continue
         check = service.get("healthcheck")
         assert check and check.get("test") and not check.get("disable"), name
         assert check["test"][0] in ("CMD", "CMD-SHELL"), name
-        assert service.get("restart") == "unless-stopped", name
     assert compose["services"]["minio-init"]["restart"] == "no"
 
 
@@ -214,30 +144,36 @@ def test_api_health_check_reads_healthz_without_curl(compose: dict) -> None:
     assert test[:3] == ["CMD", "python", "-c"]
     assert "urllib.request.urlopen('http://127.0.0.1:8000/healthz'" in test[3]
     compile(test[3], "healthcheck", "exec")
-    assert api["ports"] == ["8000:8000"]
-    assert load_compose({**REQUIRED_ENV, "PORT": "9100"})["services"]["api"]["ports"] == ["9100:8000"]
+    assert api["ports"] == ["${PORT:-8000}:8000"]
 
 
 @pytest.mark.parametrize(("service", "node"), [("worker", "render"), ("webhook-worker", "webhooks")])
 def test_celery_health_checks_ping_their_own_node(compose: dict, service: str, node: str) -> None:
     test = compose["services"][service]["healthcheck"]["test"]
     assert test[0] == "CMD-SHELL"
-    # `$$HOSTNAME` in the file: after interpolation the shell sees `$HOSTNAME`.
-    assert shlex.split(test[1]) == [
+    # `$$` is Compose's literal `$`: the container's shell expands $HOSTNAME.
+    assert shlex.split(test[1].replace("$$", "$")) == [
         *("celery", "-A", "worker.cli_app", "inspect", "ping"),
         *("--destination", f"{node}@$HOSTNAME", "--timeout", "10"),
     ]
 
 
-def test_worker_reserves_an_nvidia_gpu(compose: dict) -> None:
+def test_only_the_worker_reserves_a_gpu(compose: dict) -> None:
     worker = compose["services"]["worker"]
     devices = worker["deploy"]["resources"]["reservations"]["devices"]
     assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
     assert worker["stop_grace_period"] == "60s"
     assert worker["shm_size"]
     assert "models:/models" in worker["volumes"]
-    for name in ("api", "webhook-worker"):
-        assert "deploy" not in compose["services"][name], f"{name} needs no GPU"
+    for name in ("api", "webhook-worker", "scheduler"):
+        assert "resources" not in compose["services"][name].get("deploy", {}), f"{name} needs no GPU"
+
+
+def test_one_scheduler(compose: dict) -> None:
+    """Two beats would send every periodic task twice."""
+    scheduler = compose["services"]["scheduler"]
+    assert scheduler["deploy"] == {"replicas": 1}
+    assert scheduler["depends_on"] == {"redis": {"condition": "service_healthy"}}
 
 
 def test_redis_persists_with_appendonly_on_a_volume(compose: dict) -> None:
@@ -265,36 +201,27 @@ def test_minio_init_creates_the_storage_bucket(compose: dict) -> None:
     assert "minio-data:/data" in minio["volumes"]
 
 
-def test_python_services_wait_for_redis_and_the_bucket(compose: dict) -> None:
-    for name in PYTHON_SERVICES:
-        assert compose["services"][name]["depends_on"] == {
-            "redis": {"condition": "service_healthy"},
-            "minio-init": {"condition": "service_completed_successfully"},
-        }, name
+@pytest.mark.parametrize("name", ["api", "worker", "webhook-worker"])
+def test_services_that_use_storage_wait_for_redis_and_the_bucket(compose: dict, name: str) -> None:
+    assert compose["services"][name]["depends_on"] == {
+        "redis": {"condition": "service_healthy"},
+        "minio-init": {"condition": "service_completed_successfully"},
+    }
 
 
-def test_python_services_share_one_image_and_environment(compose: dict) -> None:
-    services = [compose["services"][name] for name in PYTHON_SERVICES]
-    assert all(
-        s["build"] == {"context": ".", "dockerfile": "Dockerfile.gpu", "args": {"WITH_XFORMERS": "0"}} for s in services
-    )
-    assert len({s["image"] for s in services}) == 1
+def test_python_services_share_one_environment(compose: dict) -> None:
+    services = {name: compose["services"][name] for name in TARGETS}
     # Beyond the shared environment: the API's keys, and the render worker's cold shutdown on SIGTERM.
     own = {"PAINTS_UNDO_API_KEYS", "REMAP_SIGTERM"}
-    shared = {key: value for key, value in services[0]["environment"].items() if key not in own}
-    assert all({k: v for k, v in s["environment"].items() if k not in own} == shared for s in services[1:])
-    assert compose["services"]["worker"]["environment"]["REMAP_SIGTERM"] == "SIGQUIT"
-    assert shared["PAINTS_UNDO_REDIS_URL"] == "redis://redis:6379/0"
-    assert shared["PAINTS_UNDO_S3_ENDPOINT_URL"] == "http://minio:9000"
-    assert shared["PAINTS_UNDO_S3_PUBLIC_ENDPOINT_URL"] == "http://localhost:9000"
-    assert shared["PAINTS_UNDO_MODEL"] == "lllyasviel"
-    assert shared["AWS_DEFAULT_REGION"] == "us-east-1"
+    shared = [{k: v for k, v in s["environment"].items() if k not in own} for s in services.values()]
+    assert all(environment == shared[0] for environment in shared)
+    assert services["worker"]["environment"]["REMAP_SIGTERM"] == "SIGQUIT"
+    assert shared[0]["PAINTS_UNDO_REDIS_URL"] == "redis://redis:6379/0"
+    assert shared[0]["PAINTS_UNDO_S3_ENDPOINT_URL"] == "http://minio:9000"
     minio = compose["services"]["minio"]["environment"]
-    assert shared["AWS_ACCESS_KEY_ID"] == minio["MINIO_ROOT_USER"]
-    assert shared["AWS_SECRET_ACCESS_KEY"] == minio["MINIO_ROOT_PASSWORD"] == REQUIRED_ENV["MINIO_ROOT_PASSWORD"]
-    # Only the API gets the API keys.
-    assert services[0]["environment"]["PAINTS_UNDO_API_KEYS"] == REQUIRED_ENV["PAINTS_UNDO_API_KEYS"]
-    assert all("PAINTS_UNDO_API_KEYS" not in s["environment"] for s in services[1:])
+    assert shared[0]["AWS_ACCESS_KEY_ID"] == minio["MINIO_ROOT_USER"]
+    assert shared[0]["AWS_SECRET_ACCESS_KEY"] == minio["MINIO_ROOT_PASSWORD"]
+    assert [name for name, s in services.items() if "PAINTS_UNDO_API_KEYS" in s["environment"]] == ["api"]
 
 
 def test_paints_undo_variables_are_settings_fields(compose: dict) -> None:
@@ -308,19 +235,27 @@ def test_paints_undo_variables_are_settings_fields(compose: dict) -> None:
     assert used and used <= known, sorted(used - known)
 
 
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_each_python_service_builds_its_own_target(compose: dict, stages: dict, name: str) -> None:
+    service = compose["services"][name]
+    assert service["build"]["context"] == "."
+    assert service["build"].get("dockerfile", "Dockerfile") == "Dockerfile"
+    assert service["build"]["target"] == TARGETS[name]
+    assert TARGETS[name] in stages
+    assert service["pull_policy"] == "build"
+    # One image name per target: two targets under one name would overwrite each other.
+    same_image = {other for other in TARGETS if compose["services"][other]["image"] == service["image"]}
+    assert same_image == {other for other in TARGETS if TARGETS[other] == TARGETS[name]}
+
+
 def test_service_commands_are_the_entry_points(compose: dict) -> None:
     for name, command in COMMANDS.items():
         assert compose["services"][name]["command"] == command, name
 
 
-def _module_file(module: str) -> Path:
-    path = ROOT / Path(*module.split("."))
-    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
-
-
-@pytest.mark.parametrize("module", ["api.main", "worker.render_worker", "worker.webhook_worker", "worker.cli_app"])
+@pytest.mark.parametrize("module", ["api.main", *(c[2] for c in COMMANDS.values() if c[:2] == ["python", "-m"])])
 def test_entry_point_modules_exist(module: str) -> None:
-    assert _module_file(module).is_file(), f"{module} is run by docker-compose.yml but missing"
+    assert find_spec(module) is not None, f"{module} is run by docker-compose.yml or the Dockerfile but missing"
 
 
 def test_celery_health_checks_find_the_app() -> None:
@@ -328,122 +263,224 @@ def test_celery_health_checks_find_the_app() -> None:
     assert isinstance(find_app("worker.cli_app"), Celery)
 
 
-# --- Dockerfile.gpu --------------------------------------------------------------------------
-
-
-def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, `\\` continuations joined and comment lines dropped (also
-    inside a continuation, as Docker does)."""
-    instructions, pending = [], ""
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("#") or (not stripped and not pending):
-            continue
-        if stripped.endswith("\\"):
-            pending += stripped[:-1].strip() + " "
-            continue
-        full = (pending + stripped).strip()
-        pending = ""
-        if full:
-            keyword, _, args = full.partition(" ")
-            instructions.append((keyword.upper(), args.strip()))
-    assert not pending, "the Dockerfile ends inside a continuation"
-    return instructions
-
-
-def _assignments(args: str) -> dict[str, str]:
-    """`A=1 B="x y"` (ENV, ARG) as a dict; an ARG without a default maps to ""."""
-    return dict((item.split("=", 1) + [""])[:2] for item in shlex.split(args))
+# --- Dockerfile ------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def dockerfile() -> list[tuple[str, str]]:
-    return dockerfile_instructions(DOCKERFILE.read_text())
+def dockerfile() -> DockerfileParser:
+    return DockerfileParser(path=str(DOCKERFILE), cache_content=True)
 
 
 @pytest.fixture(scope="module")
-def build_args(dockerfile) -> dict[str, str]:
-    return {key: value for kind, args in dockerfile if kind == "ARG" for key, value in _assignments(args).items()}
+def stages(dockerfile: DockerfileParser) -> dict[str, dict]:
+    return dockerfile_stages(dockerfile)
 
 
-@pytest.fixture(scope="module")
-def env(dockerfile) -> dict[str, str]:
-    return {key: value for kind, args in dockerfile if kind == "ENV" for key, value in _assignments(args).items()}
+def dockerfile_stages(dockerfile: DockerfileParser) -> dict[str, dict]:
+    """Each named stage: its `FROM` (image or stage) and its instructions as (INSTRUCTION, value)."""
+    found: dict[str, dict] = {}
+    for item in dockerfile.structure:
+        if item["instruction"] == "FROM":
+            base, _, name = item["value"].partition(" AS ")
+            stage = found[name.strip()] = {"from": base.strip(), "steps": []}
+        elif item["instruction"] != "COMMENT":
+            stage["steps"].append((item["instruction"], item["value"]))
+    return found
 
 
-def _expand(text: str, args: Mapping[str, str]) -> str:
-    return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args.get(m[1] or m[2], m[0]), text)
+def _chain(stages: dict, target: str) -> list[tuple[str, str]]:
+    """A target's instructions, from those of the stages it is built on; and its base image last."""
+    steps: list[tuple[str, str]] = []
+    while target in stages:
+        steps = stages[target]["steps"] + steps
+        target = stages[target]["from"]
+    return [*steps, ("IMAGE", target)]
 
 
-def test_dockerfile_parser() -> None:
-    text = '# c\nFROM a AS b\n\nRUN x \\\n  # inside\n  && y\nENV A=1 \\\n    B="two words"\n'
-    assert dockerfile_instructions(text) == [("FROM", "a AS b"), ("RUN", "x && y"), ("ENV", 'A=1 B="two words"')]
-    assert _assignments('A=1 B="two words" C') == {"A": "1", "B": "two words", "C": ""}
+def _installed_extras(steps: Iterable[tuple[str, str]]) -> list[set[str]]:
+    """The extras of each `pip install` of the project (`.` or `".[a,b]"`), in order."""
+    found = []
+    for kind, value in steps:
+        if kind == "RUN":
+            for match in re.finditer(r"""(?:^|[\s=])["']?\.(?:\[([\w,]*)\])?["']?(?=\s|;|$)""", value):
+                found.append(set(filter(None, (match[1] or "").split(","))))
+    return found
 
 
-def test_base_image_is_a_cuda_runtime_image_matching_the_torch_build(dockerfile, build_args) -> None:
-    froms = [args for kind, args in dockerfile if kind == "FROM"]
-    assert len(froms) == 1
-    image = _expand(froms[0].split()[0], build_args)
-    match = re.fullmatch(r"nvidia/cuda:(\d+)\.(\d+)(\.\d+)?-(cudnn\d*-)?runtime-ubuntu\d+\.\d+", image)
-    assert match, f"{image} is not an nvidia/cuda runtime image"
-    assert build_args["TORCH_CUDA"] == f"cu{match[1]}{match[2]}", "the torch build and the base image disagree"
+@pytest.mark.parametrize(("target", "extras"), [("api", {"api"}), ("service", set())])
+def test_the_light_images_are_slim_python_without_torch(stages: dict, target: str, extras: set[str]) -> None:
+    steps = _chain(stages, target)
+    assert re.fullmatch(r"python:3\.\d+-slim(-\w+)?", steps[-1][1]), steps[-1]
+    runs = " ".join(value for kind, value in steps if kind == "RUN")
+    assert "torch" not in runs and "download.pytorch.org" not in runs
+    # The dependency layer, then the sources installed --no-deps (no extras there).
+    assert _installed_extras(steps) == [extras, set()]
+    assert not base_dependencies_with(extras) & HEAVY
 
 
-def test_torch_is_the_pinned_cuda_build(dockerfile, build_args) -> None:
-    assert re.fullmatch(r"\d+\.\d+\.\d+", build_args["TORCH_VERSION"])
-    runs = [_expand(args, build_args) for kind, args in dockerfile if kind == "RUN"]
-    version, cuda = build_args["TORCH_VERSION"], build_args["TORCH_CUDA"]
-    assert any(
-        "pip install" in run
-        and f'"torch=={version}"' in run
-        and f'--index-url "https://download.pytorch.org/whl/{cuda}"' in run
-        for run in runs
-    ), "torch must come from the PyTorch CUDA index at the pinned version"
-    # The same torch as the Makefile installs for tests.
-    assert f'"torch=={version}"' in (ROOT / "Makefile").read_text()
+def test_the_worker_image_has_the_cuda_torch_of_its_base_image(dockerfile: DockerfileParser, stages: dict) -> None:
+    steps = _chain(stages, "worker")
+    match = re.fullmatch(r"nvidia/cuda:(\d+)\.(\d+)(\.\d+)?-(cudnn\d*-)?runtime-ubuntu\d+\.\d+", steps[-1][1])
+    assert match, f"{steps[-1][1]} is not an nvidia/cuda runtime image"
+    assert dockerfile.args["TORCH_CUDA"] == f"cu{match[1]}{match[2]}", "the torch build and the base image disagree"
+    runs = [value for kind, value in steps if kind == "RUN"]
+    torch_from_the_cuda_index = re.compile(
+        r'pip install --constraint \S+ torch --index-url "https://download\.pytorch\.org/whl/\$\{TORCH_CUDA\}"'
+    )
+    assert any(map(torch_from_the_cuda_index.search, runs)), "torch must come from the PyTorch CUDA index, locked"
+    assert {"worker", "tiny"} <= set.union(*_installed_extras(steps))
+    assert dockerfile.args["WITH_XFORMERS"] == "0"
+    assert any("WITH_XFORMERS" in run and ".[worker,tiny,xformers]" in run for run in runs)
+    assert dockerfile.envs["HF_HOME"] == "/models/huggingface"
 
 
-def test_dependencies_are_installed_before_the_sources_are_copied(dockerfile) -> None:
-    steps = [f"{kind} {args}" for kind, args in dockerfile]
-    first_source = next(i for i, step in enumerate(steps) if re.match(r"COPY (model_core|api|worker)\b", step))
-    dependencies = next(i for i, step in enumerate(steps) if step.startswith("RUN") and '"$target"' in step)
-    assert steps.index("COPY pyproject.toml ./") < dependencies < first_source
+@pytest.mark.parametrize("target", ["api", "service", "worker"])
+def test_every_install_is_locked(stages: dict, target: str) -> None:
+    """Every pip install that resolves dependencies takes the lock, before the sources arrive."""
+    steps = _chain(stages, target)
+    installs = [i for i, (kind, value) in enumerate(steps) if kind == "RUN" and "pip install" in value]
+    assert installs
+    for i in installs:
+        value = steps[i][1]
+        assert "--no-deps" in value or "--constraint" in value, value
+    lock_copied = next(i for i, (kind, value) in enumerate(steps) if kind == "COPY" and "constraints.txt" in value)
+    first_source = next(
+        i
+        for i, (kind, value) in enumerate(steps)
+        if kind == "COPY" and re.match(r"(model_core|jobs|api|worker)\b", value)
+    )
+    dependencies = [i for i in installs if "--no-deps" not in steps[i][1]]
+    assert lock_copied < min(dependencies) and max(dependencies) < first_source
 
 
-def test_xformers_is_optional(dockerfile, build_args) -> None:
-    assert build_args["WITH_XFORMERS"] == "0"
-    assert any(kind == "RUN" and "WITH_XFORMERS" in args and ".[xformers]" in args for kind, args in dockerfile)
-
-
-def test_runs_as_a_non_root_user_owning_models_and_app(dockerfile, env) -> None:
-    kinds = [kind for kind, _ in dockerfile]
-    users = [args for kind, args in dockerfile[: kinds.index("CMD")] if kind == "USER"]
-    assert users and users[-1].split(":")[0] not in ("root", "0")
-    assert users[-1].split(":")[0] in ("10001", "app")
-    runs = " ".join(args for kind, args in dockerfile if kind == "RUN")
+@pytest.mark.parametrize("target", ["api", "service", "worker"])
+def test_images_run_as_a_non_root_user_owning_app(stages: dict, target: str) -> None:
+    steps = _chain(stages, target)
+    users = [value for kind, value in steps if kind == "USER"]
+    assert users and users[-1].split(":")[0] == "10001"
+    runs = " ".join(value for kind, value in steps if kind == "RUN")
     assert "--uid 10001" in runs
-    assert re.search(r"chown \S+ /app /models\b", runs)
-    assert env["HF_HOME"] == "/models/huggingface"
-    assert env["PYTHONUNBUFFERED"] == "1"
+    assert re.search(r"chown 10001:10001 /app\b", runs)
+    assert any("PYTHONUNBUFFERED=1" in value for kind, value in steps if kind == "ENV")
 
 
-def test_default_command_is_the_render_worker(dockerfile) -> None:
-    cmds = [args for kind, args in dockerfile if kind == "CMD"]
-    assert [json.loads(cmd) for cmd in cmds] == [COMMANDS["worker"]]
-    assert ("EXPOSE", "8000") in dockerfile
+@pytest.mark.parametrize(("target", "service"), [("api", "api"), ("service", "webhook-worker"), ("worker", "worker")])
+def test_an_image_run_without_compose_starts_its_role(stages: dict, target: str, service: str) -> None:
+    cmds = [json.loads(value) for kind, value in stages[target]["steps"] if kind == "CMD"]
+    assert cmds == [COMMANDS[service]]
 
 
-def test_no_secrets_in_the_image(dockerfile) -> None:
+def test_no_secrets_in_the_images(dockerfile: DockerfileParser) -> None:
     """Keys and passwords come from the environment at run time, never from ENV or ARG."""
     secret = re.compile(r"SECRET|PASSWORD|KEY|TOKEN|CREDENTIAL", re.IGNORECASE)
-    for kind, args in dockerfile:
-        if kind in ("ENV", "ARG"):
-            assert not secret.search(args), (kind, args)
+    for item in dockerfile.structure:
+        if item["instruction"] in ("ENV", "ARG"):
+            assert not secret.search(item["value"]), item["content"]
 
 
 def test_dockerignore_keeps_local_state_out_of_the_build() -> None:
     patterns = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
     assert {".git", ".venv", "data", ".env"} <= patterns
     # The files the Dockerfile copies are not ignored.
-    assert not patterns & {"pyproject.toml", "README.md", "model_core", "api", "worker"}
+    assert not patterns & {"pyproject.toml", "README.md", "requirements", "model_core", "jobs", "api", "worker"}
+
+
+# --- pyproject.toml and the lock ---------------------------------------------------------------
+
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def project_requirements(extras: Iterable[str]) -> list[Requirement]:
+    project = PYPROJECT["project"]
+    lines = [*project["dependencies"], *(line for extra in extras for line in project["optional-dependencies"][extra])]
+    return [Requirement(line) for line in lines]
+
+
+def dependency_closure(requirements: Iterable[Requirement]) -> set[str]:
+    """The names of every distribution these requirements pull in, read from the installed metadata
+    (what `make install` put in this venv), extras and markers included."""
+    visited: dict[str, set[str]] = {}
+    pending = list(requirements)
+    while pending:
+        requirement = pending.pop()
+        name = canonicalize_name(requirement.name)
+        if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        extras = ({""} if name not in visited else set()) | (set(requirement.extras) - visited.get(name, set()))
+        if not extras:
+            continue
+        visited.setdefault(name, set()).update(extras)
+        try:
+            requires = metadata.distribution(name).requires or []
+        except metadata.PackageNotFoundError:
+            pytest.fail(f"{name} is not installed: run `make install`")
+        for line in requires:
+            dependency = Requirement(line)
+            if any(dependency.marker is None or dependency.marker.evaluate({"extra": e}) for e in extras):
+                pending.append(Requirement(str(dependency).split(";")[0]))
+    return set(visited)
+
+
+def base_dependencies_with(extras: Iterable[str]) -> set[str]:
+    return dependency_closure(project_requirements(extras))
+
+
+def locked_versions() -> dict[str, list[tuple[str, Requirement]]]:
+    """Each locked name: its (version, requirement) lines; one per Python range where they differ."""
+    locked: dict[str, list[tuple[str, Requirement]]] = {}
+    for line in LOCK.read_text().splitlines():
+        if line and not line.startswith((" ", "#")):
+            requirement = Requirement(line)
+            (specifier,) = requirement.specifier
+            assert specifier.operator == "==", line
+            locked.setdefault(canonicalize_name(requirement.name), []).append((specifier.version, requirement))
+    return locked
+
+
+def test_the_package_ships_every_source_package() -> None:
+    include = PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]
+    for package in ("model_core", "jobs", "api", "worker"):
+        assert any(re.fullmatch(pattern.replace("*", ".*"), package) for pattern in include), package
+
+
+@pytest.mark.parametrize("extras", [(), ("api",)])
+def test_the_api_and_the_light_workers_install_no_torch(extras: tuple[str, ...]) -> None:
+    closure = base_dependencies_with(extras)
+    assert {"pydantic", "celery", "redis", "boto3"} <= closure
+    assert not closure & HEAVY, sorted(closure & HEAVY)
+    assert not {name for name in closure if name.startswith("nvidia-")}
+
+
+def test_the_render_worker_installs_torch() -> None:
+    """The closure walk sees through to torch: the test above could fail."""
+    assert {"torch", "diffusers", "onnxruntime"} <= base_dependencies_with(["worker"])
+
+
+def test_the_lock_pins_everything_pyproject_asks_for() -> None:
+    """A dependency added or raised in pyproject.toml without `make lock` fails here."""
+    locked = locked_versions()
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    for requirement in project_requirements(extras):
+        name = canonicalize_name(requirement.name)
+        assert name in locked, f"{name} is not in {LOCK.name}: run `make lock`"
+        for version, _ in locked[name]:
+            assert requirement.specifier.contains(version, prereleases=True), (str(requirement), version)
+
+
+def test_the_lock_pins_every_installed_dependency_and_this_venv_follows_it() -> None:
+    locked = locked_versions()
+    closure = base_dependencies_with(["api", "worker", "tiny", "dev"]) - {"paints-undo"}
+    assert not closure - set(locked), f"not in the lock, run `make lock`: {sorted(closure - set(locked))}"
+    for name in closure:
+        wanted = [version for version, line in locked[name] if line.marker is None or line.marker.evaluate()]
+        installed = metadata.version(name).split("+")[0]  # torch 2.13.0+cpu is the locked 2.13.0
+        assert wanted == [installed], f"{name} {installed} installed, {wanted} locked: run `make install`"
+
+
+def test_the_lock_holds_the_chosen_torch() -> None:
+    (pin,) = [
+        Requirement(line)
+        for line in (ROOT / "requirements" / "pins.txt").read_text().splitlines()
+        if line.startswith("torch")
+    ]
+    assert [version for version, _ in locked_versions()["torch"]] == [str(pin.specifier).removeprefix("==")]
