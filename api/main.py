@@ -55,7 +55,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     services = create_services(settings)
     app = FastAPI(title="paints-undo", version="0.1.0", description=DESCRIPTION)
     app.state.services = services
-    app.state.metrics = CollectorRegistry(auto_describe=True)
+    app.state.metrics = CollectorRegistry()  # collects at each scrape only, so startup needs no Redis
     app.state.metrics.register(ServiceCollector(services.jobs.store))
     install_error_handlers(app)
     for module in (jobs, events, files, health):

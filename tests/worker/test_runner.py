@@ -1,0 +1,189 @@
+"""The job runner's outcomes, each once, with a fake pipeline: a real (private) Redis and folder storage,
+no models and no Celery. The e2e tests run the same runner in a real worker on the tiny checkpoints."""
+
+import io
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+from celery.exceptions import SoftTimeLimitExceeded
+from PIL import Image
+from services import start_redis_server
+
+from jobs.errors import ErrorCode
+from jobs.records import EventType, Job, JobStatus, input_key, keyframe_key, new_job_id, video_key
+from jobs.storage import LocalStorage, StorageError
+from jobs.store import JobStore, connect
+from model_core.errors import CheckpointError, InvalidInputError, RenderCanceled
+from model_core.events import KeyframeReady, PromptReady, RenderEvent, Stage, StageStarted
+from model_core.pipeline import RenderResult
+from worker.runner import JobRunner
+
+MAX_ATTEMPTS = 3
+
+
+@dataclass
+class FakePipeline:
+    """Emits a few events like the real pipeline, then raises `raises` or writes a tiny 'video'."""
+
+    raises: BaseException | None = None
+    while_running: Callable[[], object] = lambda: None
+    cancel_checks: list[bool] = field(default_factory=list)
+
+    def render(self, image, output, settings, *, on_event: Callable[[RenderEvent], None], should_cancel):
+        on_event(StageStarted(progress=0.0, eta_seconds=None, stage=Stage.TAGGING))
+        on_event(PromptReady(progress=0.1, eta_seconds=5.0, prompt="1girl, solo"))
+        keyframe = np.full((8, 8, 3), 200, np.uint8)
+        on_event(KeyframeReady(progress=0.5, eta_seconds=2.0, index=0, undo_step=400, image=keyframe))
+        self.while_running()
+        self.cancel_checks.append(should_cancel())
+        if self.cancel_checks[-1]:
+            raise RenderCanceled()
+        if self.raises is not None:
+            raise self.raises
+        Path(output).write_bytes(b"an mp4")
+        frames = np.zeros((5, 16, 24, 3), np.uint8)
+        return RenderResult(prompt="1girl, solo", keyframes=[keyframe], frames=frames, fps=4, video=Path(output))
+
+
+@dataclass
+class RecordingNotifier:
+    sent: list[tuple[str, EventType]] = field(default_factory=list)
+
+    def notify(self, job: Job, event: EventType) -> None:
+        self.sent.append((job.id, event))
+
+
+class BrokenStorage(LocalStorage):
+    """Folder storage whose uploads fail (S3 unreachable), reads work."""
+
+    def put(self, key: str, data, content_type: str) -> None:
+        raise StorageError("connection refused")
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    with start_redis_server() as url:
+        yield url
+
+
+@pytest.fixture
+def store(redis_url: str) -> JobStore:
+    return JobStore(connect(redis_url, retries=2), retention_seconds=3600)
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> LocalStorage:
+    return LocalStorage(tmp_path, b"s" * 32, "http://127.0.0.1:8000")
+
+
+def queued_job(store: JobStore, storage: LocalStorage) -> str:
+    job_id = new_job_id(time.time())
+    picture = io.BytesIO()
+    Image.new("RGB", (32, 32), "white").save(picture, format="PNG")
+    storage.put(input_key(job_id), picture.getvalue(), "image/png")
+    store.create(Job(job_id, "owner", JobStatus.QUEUED, {}, input_key(job_id), time.time()), max_active=99)
+    return job_id
+
+
+def run(store: JobStore, storage: LocalStorage, pipeline: Callable[[], FakePipeline]) -> tuple[str, RecordingNotifier]:
+    notifier = RecordingNotifier()
+    job_id = queued_job(store, storage)
+    JobRunner(store, storage, notifier, pipeline, MAX_ATTEMPTS).run(job_id)
+    return job_id, notifier
+
+
+def test_a_render_that_succeeds_stores_the_video_and_keyframes(store: JobStore, storage: LocalStorage) -> None:
+    job_id, notifier = run(store, storage, lambda: FakePipeline())
+    job = store.get(job_id)
+    assert job.status == JobStatus.SUCCEEDED and job.progress == 1.0
+    assert job.video == {"key": video_key(job_id), "width": 24, "height": 16, "frames": 5, "fps": 4}
+    assert storage.get(video_key(job_id)) == b"an mp4"
+    assert [(k.index, k.undo_step) for k in job.keyframes] == [(0, 400)]
+    assert Image.open(io.BytesIO(storage.get(keyframe_key(job_id, 0)))).size == (8, 8)
+    assert job.prompt == "1girl, solo"
+    assert notifier.sent == [(job_id, EventType.STARTED), (job_id, EventType.KEYFRAME), (job_id, EventType.SUCCEEDED)]
+
+
+@pytest.mark.parametrize(
+    ("raised", "code"),
+    [
+        (InvalidInputError("the picture is 3x2 pixels"), ErrorCode.INVALID_INPUT),
+        (SoftTimeLimitExceeded(), ErrorCode.TIMEOUT),
+        (RuntimeError("CUDA error: an illegal memory access"), ErrorCode.RENDER_FAILED),
+    ],
+)
+def test_a_render_error_fails_the_job_with_its_code(
+    store: JobStore, storage: LocalStorage, raised: BaseException, code: ErrorCode
+) -> None:
+    job_id, notifier = run(store, storage, lambda: FakePipeline(raises=raised))
+    job = store.get(job_id)
+    assert job.status == JobStatus.FAILED
+    assert job.error["code"] == code
+    assert notifier.sent[-1] == (job_id, EventType.FAILED)
+    assert store.counters().failures_by_code[code] >= 1
+
+
+def test_a_cancel_ends_the_job_canceled(store: JobStore, storage: LocalStorage) -> None:
+    job_id, notifier = run(store, storage, lambda: FakePipeline(raises=RenderCanceled()))
+    assert store.get(job_id).status == JobStatus.CANCELED
+    assert notifier.sent[-1] == (job_id, EventType.CANCELED)
+
+
+def test_a_cancel_requested_while_running_reaches_the_pipeline(store: JobStore, storage: LocalStorage) -> None:
+    job_id = queued_job(store, storage)
+    pipeline = FakePipeline(while_running=lambda: store.request_cancel(job_id))
+    JobRunner(store, storage, RecordingNotifier(), lambda: pipeline, MAX_ATTEMPTS).run(job_id)
+    assert pipeline.cancel_checks == [True]
+    assert store.get(job_id).status == JobStatus.CANCELED
+
+
+def test_models_that_failed_to_load_fail_the_job(store: JobStore, storage: LocalStorage) -> None:
+    def failed_load() -> FakePipeline:
+        raise CheckpointError("unet/diffusion_pytorch_model.safetensors is missing 3 tensors")
+
+    job_id, _ = run(store, storage, failed_load)
+    job = store.get(job_id)
+    assert (job.status, job.error["code"]) == (JobStatus.FAILED, ErrorCode.MODEL_UNAVAILABLE)
+    assert "missing 3 tensors" in job.error["message"]
+
+
+def test_a_missing_input_file_is_invalid_input(store: JobStore, storage: LocalStorage) -> None:
+    notifier = RecordingNotifier()
+    job_id = queued_job(store, storage)
+    storage.delete_prefix(f"jobs/{job_id}/")
+    JobRunner(store, storage, notifier, lambda: FakePipeline(), MAX_ATTEMPTS).run(job_id)
+    assert store.get(job_id).error["code"] == ErrorCode.INVALID_INPUT
+
+
+def test_a_storage_outage_propagates_and_leaves_the_job_running(store: JobStore, tmp_path: Path) -> None:
+    """The task retries it later (requeue + Celery retry); the runner must not fail the job."""
+    storage = LocalStorage(tmp_path, b"s" * 32, "http://127.0.0.1:8000")
+    job_id = queued_job(store, storage)
+    broken = BrokenStorage(tmp_path, b"s" * 32, "http://127.0.0.1:8000")
+    with pytest.raises(StorageError):
+        JobRunner(store, broken, RecordingNotifier(), lambda: FakePipeline(), MAX_ATTEMPTS).run(job_id)
+    assert store.get(job_id).status == JobStatus.RUNNING
+
+
+def test_a_job_whose_worker_died_too_often_fails_as_worker_lost(store: JobStore, storage: LocalStorage) -> None:
+    job_id = queued_job(store, storage)
+    for _ in range(MAX_ATTEMPTS):
+        store.start(job_id)  # each start counts an attempt; a killed worker never ends it
+    pipeline = FakePipeline()
+    JobRunner(store, storage, RecordingNotifier(), lambda: pipeline, MAX_ATTEMPTS).run(job_id)
+    job = store.get(job_id)
+    assert (job.status, job.error["code"]) == (JobStatus.FAILED, ErrorCode.WORKER_LOST)
+    assert pipeline.cancel_checks == []  # never rendered
+
+
+def test_a_finished_job_is_not_run_again(store: JobStore, storage: LocalStorage) -> None:
+    """A redelivered message of a job that ended already (acks late) does nothing."""
+    job_id, notifier = run(store, storage, lambda: FakePipeline())
+    pipeline = FakePipeline()
+    JobRunner(store, storage, notifier, lambda: pipeline, MAX_ATTEMPTS).run(job_id)
+    assert pipeline.cancel_checks == []
+    assert store.get(job_id).attempts == 1
