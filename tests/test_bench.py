@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.flops import interpolation_flops, keyframe_flops, render_flops
+from bench.memory import GOALS_GIB, job_memory, job_peak
 from model_core import configs
 from model_core.pipeline import ModelSources
 from model_core.settings import RenderSettings
@@ -78,3 +79,15 @@ def test_flops_grow_by_one_unet_call_per_step_and_with_the_keyframe_count(full_s
     one, two = (interpolation_flops(video, RenderSettings(video_steps=n), (448, 384), 8) for n in (1, 2))
     # One step of 7 clips x (positive, negative) x 16 frames at 56x48 latents: about 0.19 PFLOP.
     assert 0.15e15 < two - one < 0.25e15
+
+
+def test_the_default_job_fits_its_memory_goals_on_the_meta_count(full_size_configs):
+    gib = 2**30
+    default = job_memory(full_size_configs, RenderSettings(), (448, 384), low_memory=False)
+    weights = sum(stage.weights for stage in default.values())
+    assert 6.5 * gib < weights < 7 * gib  # both models in bfloat16
+    # The video UNet at batch 14 with the encoder features kept: 5.8 GiB + 1.6 GiB (12.9 GiB unsliced).
+    assert default["interpolation"].peak < 8 * gib
+    assert job_peak(default, low_memory=False) <= GOALS_GIB["default"] * gib
+    low = job_memory(full_size_configs, RenderSettings(), (448, 384), low_memory=True)
+    assert job_peak(low, low_memory=True) <= GOALS_GIB["low_memory"] * gib
