@@ -17,6 +17,12 @@ except ImportError:  # the optional extra is not installed
     xformers_ops = None
 
 
+# CUDA grid dimensions y and z stop at 65,535, and the flash and memory-efficient kernels (SDPA's and
+# xformers') launch one block row per batch item there: the video UNet's temporal attention has one
+# batch item per pixel of every clip (37,632 at the default job), so 13 clips would not launch.
+MAX_ATTENTION_BATCH = 65535
+
+
 class AttentionBackend(StrEnum):
     SDPA = "sdpa"
     XFORMERS = "xformers"
@@ -44,7 +50,19 @@ def check_backend(backend: AttentionBackend) -> None:
 def multi_head_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, backend: AttentionBackend = AttentionBackend.SDPA
 ) -> torch.Tensor:
-    """softmax(q k^T / sqrt(d)) v per head. q: (B, Lq, heads*d), k and v: (B, Lk, heads*d) -> (B, Lq, heads*d)."""
+    """softmax(q k^T / sqrt(d)) v per head. q: (B, Lq, heads*d), k and v: (B, Lk, heads*d) -> (B, Lq, heads*d).
+
+    A batch longer than MAX_ATTENTION_BATCH runs in slices (the batch items are independent).
+    """
+    if q.shape[0] <= MAX_ATTENTION_BATCH:
+        return _attention(q, k, v, heads, backend)
+    slices = range(0, q.shape[0], MAX_ATTENTION_BATCH)
+    return torch.cat([_attention(*(t[i : i + MAX_ATTENTION_BATCH] for t in (q, k, v)), heads, backend) for i in slices])
+
+
+def _attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, backend: AttentionBackend
+) -> torch.Tensor:
     if backend == AttentionBackend.XFORMERS:
         q, k, v = (einops.rearrange(t, "b l (h d) -> b l h d", h=heads) for t in (q, k, v))
         return einops.rearrange(xformers_ops.memory_efficient_attention(q, k, v), "b l h d -> b l (h d)")

@@ -35,6 +35,10 @@ NORM_GROUPS = 32
 # Where upstream has a Dropout: no parameters, but it keeps the layer indices (so the state-dict keys).
 # This is an inference implementation, so the slot does nothing.
 DROPOUT_SLOT = nn.Identity()
+# The most values a feed-forward's widest activation (the GEGLU projection) holds at once. Unsliced, the
+# default job's first level (14 x 16 frames x 2,688 pixels) would make a 2.5e9-value tensor (4.6 GiB in
+# bfloat16), more than 2^31 values, in the first temporal transformer; 2^27 is 256 MiB.
+FEED_FORWARD_CHUNK_ELEMENTS = 2**27
 # Heads of the temporal transformer applied to the first block's output (`init_attn`), fixed upstream.
 INIT_ATTENTION_HEADS = 8
 
@@ -235,14 +239,26 @@ class Attention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """GEGLU: Linear to 2 x 4C, value * GELU(gate), Linear back to C."""
+    """GEGLU: Linear to 2 x 4C, value * GELU(gate), Linear back to C.
+
+    Tokens are independent, so they run in slices whose GEGLU projection holds at most
+    FEED_FORWARD_CHUNK_ELEMENTS values: the same result, without the full (tokens, 8C) tensor.
+    """
 
     def __init__(self, dim: int, mult: int = 4):
         super().__init__()
         self.net = nn.Sequential(GEGLU(dim, dim * mult), DROPOUT_SLOT, nn.Linear(dim * mult, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        """x: (..., dim) -> same."""
+        tokens = x.reshape(-1, x.shape[-1])
+        chunk = max(1, FEED_FORWARD_CHUNK_ELEMENTS // self.net[0].proj.out_features)
+        if tokens.shape[0] <= chunk:
+            return self.net(x)
+        out = torch.empty_like(tokens)
+        for start in range(0, tokens.shape[0], chunk):
+            out[start : start + chunk] = self.net(tokens[start : start + chunk])
+        return out.view(x.shape)
 
 
 class GEGLU(nn.Module):

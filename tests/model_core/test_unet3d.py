@@ -4,8 +4,10 @@ import dataclasses
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
-from model_core import configs
+from model_core import configs, unet3d
 from model_core.attention import (
     AttentionBackend,
     TemporalWindow,
@@ -142,3 +144,44 @@ def test_the_config_is_frozen_holds_every_published_key_and_is_checked_when_made
         dataclasses.replace(config, num_head_channels=48)
     tiny = InterpolationUNetConfig.from_json(configs.TINY_INTERPOLATION_UNET)
     assert InterpolationUNet(tiny).config is tiny
+
+
+@torch.no_grad()
+def test_feed_forwards_in_slices_give_the_same_prediction(monkeypatch):
+    model, args = build(), inputs(batch=2)
+    whole = model(**args)
+    monkeypatch.setattr(unet3d, "FEED_FORWARD_CHUNK_ELEMENTS", 1000)  # a few dozen tokens per slice
+    torch.testing.assert_close(model(**args), whole, rtol=0, atol=1e-5)
+
+
+class LargestTensor(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.numel = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        sizes = [t.numel() for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
+        self.numel = max([self.numel, *sizes])
+        return out
+
+
+@torch.inference_mode()
+def test_no_tensor_of_the_default_jobs_unet_call_passes_2_to_the_31_values():
+    meta = torch.device("meta")
+    with meta:
+        model = InterpolationUNet.from_config(configs.INTERPOLATION_UNET).eval()
+    batch = 14  # the default job's 7 clips, positive and negative, at 448x384 (56x48 latents)
+    x = torch.empty(batch, 4, 16, 56, 48, device=meta)
+    with LargestTensor() as largest:
+        model(
+            x,
+            torch.zeros(batch, device=meta),
+            torch.empty(batch, 77, 1024, device=meta),
+            torch.empty(batch, 16, 16, 1024, device=meta),
+            x,
+            torch.zeros(batch, dtype=torch.long, device=meta),
+        )
+    # The widest is now a skip concatenation (224 frames x 960 channels x 2,688 pixels); the unsliced
+    # feed-forward made 2.5e9 values.
+    assert 0 < largest.numel < 2**30
