@@ -4,6 +4,11 @@
     paints-undo keyframes IMAGE -o OUT_DIR [--tiny]   earlier states of a picture, as PNGs
     paints-undo tag IMAGE [--tiny]                     the prompt the tagger writes for a picture
 
+Models: the published Hugging Face repos by default, `--model-dir` a folder in their layout, or
+`--tiny`, the tiny preset (`model_core.tiny`): random-weight checkpoints written to a temporary
+folder, so the video is noise. It only exercises the code (tests, demos, CI) and is used only when
+asked for; nothing falls back to it. It needs the `tiny` extra: pip install '.[tiny]'.
+
 Exit codes: 0 success, 1 the render failed (ffmpeg could not write the video, say),
 2 bad arguments, settings or input (or an unwritable output), 3 a checkpoint could not be loaded,
 130 interrupted.
@@ -15,6 +20,7 @@ import sys
 import tempfile
 import time
 import typing
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,41 +29,42 @@ from PIL import Image
 from pydantic import ValidationError
 from tqdm import tqdm
 
+from model_core.configs import TINY_BUCKETS
 from model_core.devices import pick_device, pick_dtype
 from model_core.errors import CheckpointError, InvalidInputError, ModelCoreError
 from model_core.events import KeyframeReady, PromptReady, RenderEvent, Stage, StageFinished, StepFinished
 from model_core.images import read_image
+from model_core.interpolation import BUCKETS
 from model_core.keyframes import KeyframeModel
-from model_core.pipeline import ModelSources, PaintsUndoPipeline, RenderResult
+from model_core.pipeline import PaintsUndoPipeline, RenderResult
 from model_core.samplers import SamplerStep
 from model_core.settings import RenderSettings, describe_validation_error
+from model_core.sources import TINY_MODEL, ModelSources, fetch_model_sources
 from model_core.tagger import Tagger
-from model_core.tiny import tiny_pipeline, write_tiny_models
 from model_core.video import check_mp4_path
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CHECKPOINT, EXIT_INTERRUPTED = 1, 2, 3, 130
 TINY_WARNING = "--tiny: random-weight test checkpoints; the output is noise, not a drawing."
+MODEL_FLAGS = ("tagger", "keyframe_model", "interpolation_model")  # each overrides one of ModelSources
 DEFAULTS = RenderSettings()
 
 
-def _sources(args: argparse.Namespace, scratch: Path) -> ModelSources:
-    """The tiny checkpoints written to `scratch`, or --model-dir with per-model overrides."""
+def _sources(args: argparse.Namespace, scratch: Path, *models: str) -> ModelSources:
+    """Local folders of `models` (ModelSources field names): the tiny preset written to `scratch`, or
+    --model-dir (the published repos when absent) with per-model overrides, repo ids downloaded."""
     if args.tiny:
-        return write_tiny_models(scratch)
+        return fetch_model_sources(TINY_MODEL, cache_dir=scratch)
     base = ModelSources.from_folder(args.model_dir) if args.model_dir else ModelSources()
-    return ModelSources(
-        tagger=args.tagger or base.tagger,
-        keyframe_model=args.keyframe_model or base.keyframe_model,
-        interpolation_model=args.interpolation_model or base.interpolation_model,
-    )
+    overrides = {name: getattr(args, name) for name in MODEL_FLAGS if getattr(args, name)}
+    return replace(base, **overrides).fetch(only=models)
 
 
 def _tag(args: argparse.Namespace, scratch: Path) -> None:
-    print(Tagger.from_pretrained(_sources(args, scratch).tagger).tag(read_image(args.image)))
+    print(Tagger.from_pretrained(_sources(args, scratch, "tagger").tagger).tag(read_image(args.image)))
 
 
 def _keyframes(args: argparse.Namespace, scratch: Path) -> None:
-    sources = _sources(args, scratch)
+    sources = _sources(args, scratch, "tagger", "keyframe_model")
     image = read_image(args.image)
     device = pick_device(args.device)
     model = KeyframeModel.from_pretrained(sources.keyframe_model, device=device, dtype=pick_dtype(args.dtype, device))
@@ -151,10 +158,9 @@ def _render(args: argparse.Namespace, scratch: Path) -> None:
     image = read_image(args.image)
     started = time.monotonic()
     options = {"device": args.device, "dtype": args.dtype, "low_memory": args.low_memory, "compile": args.compile}
-    if args.tiny:
-        pipeline = tiny_pipeline(scratch, **options)
-    else:
-        pipeline = PaintsUndoPipeline.from_pretrained(_sources(args, scratch), **options)
+    buckets = TINY_BUCKETS if args.tiny else BUCKETS  # the tiny models run fast at small clip sizes
+    sources = _sources(args, scratch, "tagger", "keyframe_model", "interpolation_model")
+    pipeline = PaintsUndoPipeline.from_pretrained(sources, buckets=buckets, **options)
     print(f"models loaded in {time.monotonic() - started:.1f} s", file=sys.stderr)
 
     keyframe_folder = args.output.with_name(f"{args.output.stem}_keyframes")
@@ -210,7 +216,12 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("image", type=Path, help="the finished picture (PNG, JPEG, WebP, ...)")
     models = common.add_argument_group("models (Hugging Face repo ids by default)")
-    models.add_argument("--tiny", action="store_true", help="use generated random-weight test checkpoints")
+    models.add_argument(
+        "--tiny",
+        action="store_true",
+        help="the tiny preset: random-weight checkpoints (model_core.tiny), so the video is noise; "
+        "for tests and demos, never a fallback. Needs the `tiny` extra (pip install '.[tiny]')",
+    )
     models.add_argument(
         "--model-dir",
         type=Path,

@@ -23,35 +23,20 @@ from model_core.devices import pick_device, pick_dtype
 from model_core.errors import InvalidInputError
 from model_core.events import ClipReady, KeyframeReady, PromptReady, Stage
 from model_core.images import check_rgb_image, find_best_bucket, resize_and_center_crop
-from model_core.interpolation import BUCKETS, INTERPOLATION_REPO, MAX_BATCH, InterpolationModel
-from model_core.keyframes import KEYFRAME_REPO, KeyframeModel
+from model_core.interpolation import BUCKETS, MAX_BATCH, InterpolationModel
+from model_core.keyframes import KeyframeModel
 from model_core.offload import ModelPlacement
 from model_core.progress import CancelCheck, EventCallback, RenderProgress
 from model_core.samplers import SamplerStep
 from model_core.settings import CLIP_FRAMES, RenderSettings
-from model_core.tagger import TAGGER_REPO, Tagger
+from model_core.sources import ModelSources
+from model_core.tagger import Tagger
 from model_core.video import check_mp4_path, write_mp4
 
 # Shares of the work that are not sampler steps, relative to all sampling. The sampling stages
 # cost about the same per pixel and step (the keyframe UNet at 640x512 and the video UNet at
 # 448x384 per frame are within 15% in FLOPs), so their work is steps x pictures x pixels.
 TAGGING_SHARE, ENCODING_SHARE, DECODING_SHARE = 0.005, 0.01, 0.02
-
-
-@dataclass(frozen=True)
-class ModelSources:
-    """Where each model comes from: a local folder or a Hugging Face repo id."""
-
-    tagger: str | Path = TAGGER_REPO
-    keyframe_model: str | Path = KEYFRAME_REPO
-    interpolation_model: str | Path = INTERPOLATION_REPO
-
-    @classmethod
-    def from_folder(cls, folder: str | Path) -> "ModelSources":
-        """A folder holding each repo under its own name, as `hf download REPO --local-dir FOLDER/NAME` makes:
-        `wd-v1-4-moat-tagger-v2/`, `paints_undo_single_frame/`, `paints_undo_multi_frame/`."""
-        repos = (TAGGER_REPO, KEYFRAME_REPO, INTERPOLATION_REPO)
-        return cls(*(Path(folder) / repo.rsplit("/", 1)[-1] for repo in repos))
 
 
 @dataclass(frozen=True)
@@ -98,7 +83,7 @@ class PaintsUndoPipeline:
     @classmethod
     def from_pretrained(
         cls,
-        sources: ModelSources = ModelSources(),
+        sources: ModelSources | None = None,
         *,
         device: str = "auto",
         dtype: str = "auto",
@@ -109,7 +94,7 @@ class PaintsUndoPipeline:
         cache_dir: str | Path | None = None,
         local_files_only: bool = False,
     ) -> "PaintsUndoPipeline":
-        """Load the three models from `sources` (Hugging Face repo ids by default).
+        """Load the three models from `sources` (None: `ModelSources()`, the published Hugging Face repos).
 
         device: "auto" (CUDA when available, else CPU), "cpu" or "cuda[:N]".
         dtype: "auto" (bfloat16 on CUDA, float32 on CPU), "float32", "bfloat16" or "float16".
@@ -120,16 +105,19 @@ class PaintsUndoPipeline:
         compile: compile both UNets with `torch.compile`. Each new input shape (keyframe count, clip
             bucket, clip batch) compiles once per process, which takes minutes; a resident worker pays
             it on its first jobs. bench/RESULTS.md has the figures.
-        cache_dir, local_files_only: passed to the Hugging Face download of a repo id.
+        cache_dir, local_files_only: the Hugging Face cache and whether to stay off the network, for the
+            repo ids among `sources` (`ModelSources.fetch`; `sources.fetch_model_sources` takes `tiny`,
+            a folder or an owner).
         """
         torch_device = pick_device(device)
         torch_dtype = pick_dtype(dtype, torch_device)
         placement = ModelPlacement(torch_device, offload=low_memory)
         models = {"device": torch_device, "dtype": torch_dtype, "placement": placement}
-        hub = {"cache_dir": cache_dir, "local_files_only": local_files_only}
-        tagger = Tagger.from_pretrained(sources.tagger, **hub)
-        keyframe_model = KeyframeModel.from_pretrained(sources.keyframe_model, **models, **hub)
-        interpolation_model = InterpolationModel.from_pretrained(sources.interpolation_model, **models, **hub)
+        # Every checkpoint is found (or downloaded) before any is loaded: a missing one fails in seconds.
+        folders = (sources or ModelSources()).fetch(cache_dir=cache_dir, local_files_only=local_files_only)
+        tagger = Tagger.from_pretrained(folders.tagger)
+        keyframe_model = KeyframeModel.from_pretrained(folders.keyframe_model, **models)
+        interpolation_model = InterpolationModel.from_pretrained(folders.interpolation_model, **models)
         if compile:
             keyframe_model.unet.compile()
             interpolation_model.unet.compile()
@@ -184,14 +172,7 @@ class PaintsUndoPipeline:
         with progress.stage(Stage.KEYFRAMES):
             keyframes = self.keyframe_model.generate(
                 image,
-                prompt=prompt,
-                negative_prompt=settings.negative_prompt,
-                undo_steps=settings.undo_steps,
-                width=settings.width,
-                height=settings.height,
-                steps=settings.keyframe_steps,
-                cfg=settings.keyframe_cfg,
-                seed=settings.keyframe_seed,
+                **settings.keyframe_arguments(prompt),
                 callback=lambda step: progress.step(Stage.KEYFRAMES, step.index + 1, step.total),
             )
             for index, (undo_step, keyframe) in enumerate(zip(settings.undo_steps, keyframes, strict=True)):
@@ -232,11 +213,7 @@ class PaintsUndoPipeline:
 
         return self.interpolation_model.interpolate_many(
             pairs,
-            prompt=settings.video_prompt,
-            steps=settings.video_steps,
-            cfg=settings.video_cfg,
-            seed=settings.video_seed,
-            cache_interval=settings.video_cache_interval,
+            **settings.video_arguments(),
             max_batch=self.max_batch,
             buckets=self.buckets,
             callback=on_step,

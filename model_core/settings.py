@@ -5,7 +5,7 @@ Defaults and bounds are the reference app's; seeds are bounded to 32 bits so tha
 in any language hold them exactly.
 """
 
-from typing import Annotated
+from typing import Annotated, TypedDict
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
@@ -16,6 +16,29 @@ MAX_KEYFRAMES = 20
 MAX_CACHE_INTERVAL = 10
 # Frames the interpolation model makes per pair of pictures; the video keeps all but the last of each.
 CLIP_FRAMES = 16
+
+
+class KeyframeArguments(TypedDict):
+    """The keyword arguments of `KeyframeModel.generate` that a render's settings give."""
+
+    prompt: str
+    negative_prompt: str
+    undo_steps: list[int]
+    width: int
+    height: int
+    steps: int
+    cfg: float
+    seed: int
+
+
+class VideoArguments(TypedDict):
+    """The keyword arguments of `InterpolationModel.interpolate_many` that a render's settings give."""
+
+    prompt: str
+    steps: int
+    cfg: float
+    seed: int
+    cache_interval: int
 
 
 def _distinct(steps: list[int]) -> list[int]:
@@ -84,6 +107,29 @@ class RenderSettings(BaseModel):
     def frame_count(self) -> int:
         """Frames of the video: 15 per clip, one clip per keyframe plus one to the blank canvas."""
         return (CLIP_FRAMES - 1) * (len(self.undo_steps) + 1)
+
+    def keyframe_arguments(self, prompt: str) -> KeyframeArguments:
+        """`KeyframeModel.generate`'s arguments. prompt: `self.prompt`, or the tagger's when that is None."""
+        return KeyframeArguments(
+            prompt=prompt,
+            negative_prompt=self.negative_prompt,
+            undo_steps=list(self.undo_steps),
+            width=self.width,
+            height=self.height,
+            steps=self.keyframe_steps,
+            cfg=self.keyframe_cfg,
+            seed=self.keyframe_seed,
+        )
+
+    def video_arguments(self) -> VideoArguments:
+        """`InterpolationModel.interpolate_many`'s arguments (clip i is seeded `video_seed + i`)."""
+        return VideoArguments(
+            prompt=self.video_prompt,
+            steps=self.video_steps,
+            cfg=self.video_cfg,
+            seed=self.video_seed,
+            cache_interval=self.video_cache_interval,
+        )
 
 
 def describe_validation_error(error: ValidationError) -> str:

@@ -17,6 +17,8 @@ from model_core.images import check_rgb_image
 
 TAGGER_REPO = "SmilingWolf/wd-v1-4-moat-tagger-v2"
 MODEL_FILE, TAGS_FILE = "model.onnx", "selected_tags.csv"
+# What a Hub download fetches: the files we load, nothing else the repo may hold.
+DOWNLOADED_FILES = [MODEL_FILE, TAGS_FILE]
 GENERAL_THRESHOLD = 0.35
 CHARACTER_THRESHOLD = 0.85
 # Tag categories in the CSV; other categories (9, ratings) are never part of the prompt.
@@ -60,7 +62,7 @@ class Tagger:
             revision=revision,
             cache_dir=cache_dir,
             local_files_only=local_files_only,
-            allow_patterns=[MODEL_FILE, TAGS_FILE],
+            allow_patterns=DOWNLOADED_FILES,
         )
         for name in (MODEL_FILE, TAGS_FILE):
             if not (folder / name).is_file():

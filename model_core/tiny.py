@@ -1,10 +1,14 @@
 """The tiny preset: random-weight checkpoints in the exact published layouts, small enough for tests,
-demos and CI (`--tiny`, `PAINTS_UNDO_MODEL=tiny`), and the same at full size for the benchmark.
+demos and CI, and the same at full size for the benchmark.
 
-Random weights generate noise, not drawings. Tiny checkpoints exercise loading and every code path
-on a CPU in seconds; full-size ones (`full_size=True`, the published configs of `configs.py`) have
-the real models' FLOPs and memory, for `bench/`. Nothing loads them unless asked to by name
-(`write_*`, `--tiny`). Output is deterministic for a seed. Also: `tiny_pipeline`.
+A production module, not a test helper: `paints-undo --tiny` and `PAINTS_UNDO_MODEL=tiny` (through
+`model_core.sources.fetch_model_sources`) use it to run the whole service or CLI without the real
+weights. Random weights generate noise, not drawings: choosing the preset is always explicit and
+documented, and nothing falls back to it when a real checkpoint is missing. Tiny checkpoints
+exercise loading and every code path on a CPU in seconds; full-size ones (`full_size=True`, the
+published configs of `configs.py`) have the real models' FLOPs and memory, for `bench/`. Output is
+deterministic for a seed. Needs the `tiny` extra (onnx, to write the tagger): pip install '.[tiny]'.
+Also: `tiny_pipeline`.
 """
 
 import csv
@@ -22,8 +26,9 @@ from safetensors.torch import save_file
 from model_core import configs
 from model_core.checkpoints import DIFFUSERS_WEIGHTS, TRANSFORMERS_WEIGHTS
 from model_core.clip import CLIPTextModel, CLIPVisionModelWithProjection
-from model_core.pipeline import ModelSources, PaintsUndoPipeline
+from model_core.pipeline import PaintsUndoPipeline
 from model_core.resampler import Resampler
+from model_core.sources import ModelSources
 from model_core.unet2d import KeyframeUNet
 from model_core.unet3d import InterpolationUNet
 from model_core.video_vae import VideoAutoencoder

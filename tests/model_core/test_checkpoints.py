@@ -1,25 +1,12 @@
 """Finding checkpoints: local folders, the Hugging Face cache, and the errors when neither has them."""
 
-import shutil
-from pathlib import Path
-
 import pytest
+from hub_cache import hub_cache_with
 
 from model_core.checkpoints import resolve_checkpoint
 from model_core.errors import CheckpointError
 from model_core.keyframes import KeyframeModel
 from model_core.tagger import Tagger
-
-REVISION = "0123456789abcdef0123456789abcdef01234567"
-
-
-def hub_cache_with(repo_id: str, snapshot: Path, cache: Path) -> Path:
-    """Lay `snapshot` out as huggingface_hub's cache does after a download of `repo_id` at main."""
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
-    shutil.copytree(snapshot, repo / "snapshots" / REVISION)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(REVISION)
-    return cache
 
 
 def test_a_local_folder_is_used_as_is(keyframe_checkpoint):

@@ -1,5 +1,7 @@
 """PaintsUndoPipeline on the tiny checkpoints: the video, its composition, events and cancellation."""
 
+import inspect
+
 import numpy as np
 import pytest
 from mp4 import mp4_boxes, read_mp4
@@ -16,6 +18,8 @@ from model_core.events import (
     StepFinished,
 )
 from model_core.images import find_best_bucket, resize_and_center_crop
+from model_core.interpolation import InterpolationModel
+from model_core.keyframes import KeyframeModel
 from model_core.pipeline import ModelSources, PaintsUndoPipeline
 from model_core.settings import RenderSettings
 from model_core.tagger import Tagger
@@ -57,25 +61,12 @@ def test_video_is_a_browser_playable_h264_mp4_of_every_frame(rendered):
 def test_frames_equal_the_model_calls_composed_by_hand(pipeline, rendered, picture):
     result, _ = rendered
     prompt = pipeline.tagger.tag(picture)
-    keyframes = pipeline.keyframe_model.generate(
-        picture,
-        prompt=prompt,
-        negative_prompt=SETTINGS.negative_prompt,
-        undo_steps=SETTINGS.undo_steps,
-        width=SETTINGS.width,
-        height=SETTINGS.height,
-        steps=SETTINGS.keyframe_steps,
-        cfg=SETTINGS.keyframe_cfg,
-        seed=SETTINGS.keyframe_seed,
-    )
+    keyframes = pipeline.keyframe_model.generate(picture, **SETTINGS.keyframe_arguments(prompt))
     finished = resize_and_center_crop(picture, SETTINGS.width, SETTINGS.height)
     pictures = [finished, *keyframes, np.full_like(finished, 255)]
     clips = pipeline.interpolation_model.interpolate_many(
         [(pictures[i], pictures[i + 1]) for i in range(len(pictures) - 1)],
-        prompt=SETTINGS.video_prompt,
-        steps=SETTINGS.video_steps,
-        cfg=SETTINGS.video_cfg,
-        seed=SETTINGS.video_seed,
+        **SETTINGS.video_arguments(),
         buckets=TINY_BUCKETS,
     )
     by_hand = []
@@ -86,6 +77,14 @@ def test_frames_equal_the_model_calls_composed_by_hand(pipeline, rendered, pictu
     assert np.array_equal(result.frames, np.stack(by_hand))
     # Blank canvas first: the first frame is the end of the clip into the white canvas.
     assert np.array_equal(result.frames[0], clips[-1][14])
+
+
+def test_the_settings_arguments_are_the_model_calls_parameters(picture):
+    """Every key of `keyframe_arguments`/`video_arguments` is a parameter of the call it is for."""
+    generate = inspect.signature(KeyframeModel.generate)
+    generate.bind(None, picture, **SETTINGS.keyframe_arguments("a prompt"), callback=None)
+    interpolate_many = inspect.signature(InterpolationModel.interpolate_many)
+    interpolate_many.bind(None, [(picture, picture)], **SETTINGS.video_arguments(), max_batch=1)
 
 
 def test_events_come_in_stage_order_with_progress_rising_to_one(rendered):

@@ -117,6 +117,18 @@ def test_settings_are_frozen():
     assert settings.width == 512
 
 
+def test_model_arguments_carry_each_field_to_its_parameter():
+    settings = RenderSettings(
+        negative_prompt="bad", undo_steps=[999, 400], width=256, height=384, keyframe_steps=7, keyframe_cfg=2.5,
+        keyframe_seed=11, video_prompt="sketch", video_steps=9, video_cfg=6.0, video_seed=13, video_cache_interval=2,
+    )  # fmt: skip
+    assert settings.keyframe_arguments("1girl") == {
+        "prompt": "1girl", "negative_prompt": "bad", "undo_steps": [999, 400], "width": 256, "height": 384,
+        "steps": 7, "cfg": 2.5, "seed": 11,
+    }  # fmt: skip
+    assert settings.video_arguments() == {"prompt": "sketch", "steps": 9, "cfg": 6.0, "seed": 13, "cache_interval": 2}
+
+
 def test_light_modules_do_not_import_torch():
     code = (
         "import sys\n"

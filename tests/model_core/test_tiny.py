@@ -1,6 +1,8 @@
 """The tiny-checkpoint builders: deterministic for a seed, and in the published layout."""
 
 import filecmp
+import subprocess
+import sys
 
 import torch
 
@@ -38,3 +40,15 @@ def test_taggers_are_deterministic_per_seed(tmp_path):
     assert filecmp.cmp(first / "model.onnx", again / "model.onnx", shallow=False)
     assert filecmp.cmp(first / "selected_tags.csv", again / "selected_tags.csv", shallow=False)
     assert not filecmp.cmp(first / "model.onnx", other / "model.onnx", shallow=False)
+
+
+def test_production_modules_import_neither_the_tiny_preset_nor_onnx():
+    """The tiny extra (onnx) is optional: only choosing `tiny` imports model_core.tiny."""
+    code = (
+        "import sys\n"
+        "sys.modules['onnx'] = None  # as if the tiny extra were not installed\n"
+        "import model_core.cli, model_core.pipeline, model_core.sources, worker.models\n"
+        "assert 'model_core.tiny' not in sys.modules and 'mp4' not in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
