@@ -19,11 +19,12 @@ ENV VIRTUAL_ENV=/opt/venv \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# uid 10001 owns /app: the default file:// storage writes ./data there, beat its schedule file.
+# uid 10001 owns /app (the default file:// storage writes ./data there) and /var/lib/paints-undo (the
+# scheduler's schedule file; a named volume mounted there starts with this ownership).
 RUN groupadd --gid 10001 app \
     && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/app --shell /usr/sbin/nologin app \
-    && mkdir -p /app \
-    && chown 10001:10001 /app \
+    && mkdir -p /app /var/lib/paints-undo \
+    && chown 10001:10001 /app /var/lib/paints-undo \
     && python -m venv /opt/venv
 
 WORKDIR /app

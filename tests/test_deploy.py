@@ -176,6 +176,16 @@ def test_one_scheduler(compose: dict) -> None:
     assert scheduler["depends_on"] == {"redis": {"condition": "service_healthy"}}
 
 
+def test_the_schedule_file_is_on_a_volume_the_scheduler_can_write(compose: dict, stages: dict) -> None:
+    """A new container keeps beat's record of when each task last ran; the image's user owns the folder."""
+    scheduler = compose["services"]["scheduler"]
+    folder = str(Path(scheduler["environment"]["PAINTS_UNDO_SCHEDULE_FILE"]).parent)
+    volume, _, mounted_at = next(v for v in scheduler["volumes"] if v.endswith(":" + folder)).partition(":")
+    assert volume in compose["volumes"]
+    runs = " ".join(value for kind, value in _chain(stages, TARGETS["scheduler"]) if kind == "RUN")
+    assert re.search(rf"chown 10001:10001 [^&]*{re.escape(mounted_at)}\b", runs), runs
+
+
 def test_redis_persists_with_appendonly_on_a_volume(compose: dict) -> None:
     redis = compose["services"]["redis"]
     assert redis["image"].split(":")[0] == "redis" and redis["image"].split(":")[1].split(".")[0] == "7"
@@ -211,8 +221,9 @@ def test_services_that_use_storage_wait_for_redis_and_the_bucket(compose: dict, 
 
 def test_python_services_share_one_environment(compose: dict) -> None:
     services = {name: compose["services"][name] for name in TARGETS}
-    # Beyond the shared environment: the API's keys, and the render worker's cold shutdown on SIGTERM.
-    own = {"PAINTS_UNDO_API_KEYS", "REMAP_SIGTERM"}
+    # Beyond the shared environment: the API's keys, the render worker's cold shutdown on SIGTERM, the
+    # scheduler's file.
+    own = {"PAINTS_UNDO_API_KEYS", "REMAP_SIGTERM", "PAINTS_UNDO_SCHEDULE_FILE"}
     shared = [{k: v for k, v in s["environment"].items() if k not in own} for s in services.values()]
     assert all(environment == shared[0] for environment in shared)
     assert services["worker"]["environment"]["REMAP_SIGTERM"] == "SIGQUIT"
