@@ -11,8 +11,6 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-TINY_MODEL = "tiny"
-
 CommaList = Annotated[tuple[str, ...], NoDecode]
 
 
