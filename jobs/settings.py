@@ -1,7 +1,7 @@
 """The service's settings, read from the environment in this one place (prefix PAINTS_UNDO_).
 
-`ServiceSettings` is what the render and webhook workers need; the API extends it with its own
-(`api.config.ApiSettings`). Light: no torch, so the API can import it.
+`ServiceSettings` is what the core, the workers and the scheduler need; the API extends it with its
+keys (`api.config.ApiSettings`). Torch-free, like all of jobs/.
 """
 
 import tempfile
