@@ -100,12 +100,14 @@ RUN groupadd --gid 10001 app \
 WORKDIR /app
 COPY requirements/constraints.txt ./requirements/
 
-# The CUDA build of the locked torch release first, from the PyTorch index (PyPI's build is for
-# another CUDA). torch pins its own CUDA libraries and triton exactly, so the lock's PyPI-build pins of
-# those are left out here; every other package keeps its locked version, and one asking for another
-# torch fails the build rather than swapping in a different build (2.13.0+cu128 satisfies torch==2.13.0).
+# The CUDA build of the locked torch release first, alone, from the PyTorch index (PyPI's build is for
+# another CUDA); its dependencies come with the next layer, from PyPI at their locked versions. This torch
+# pins its own CUDA libraries and triton exactly, so the lock's pins of those (PyPI's build's) are left
+# out. A package asking for another torch fails the build rather than swapping in a different build
+# (2.13.0+cu128 satisfies torch==2.13.0).
 RUN grep -vE '^(nvidia-|triton==)' requirements/constraints.txt > /tmp/constraints.txt \
-    && pip install --constraint /tmp/constraints.txt torch --index-url "https://download.pytorch.org/whl/${TORCH_CUDA}"
+    && pip install --no-deps --constraint /tmp/constraints.txt torch \
+        --index-url "https://download.pytorch.org/whl/${TORCH_CUDA}"
 
 # The dependencies alone, before the sources (see the api stage).
 COPY pyproject.toml ./

@@ -336,10 +336,15 @@ def test_the_worker_image_has_the_cuda_torch_of_its_base_image(dockerfile: Docke
     assert dockerfile.args["TORCH_CUDA"] == f"cu{match[1]}{match[2]}", "the torch build and the base image disagree"
     runs = [value for kind, value in steps if kind == "RUN"]
     torch_from_the_cuda_index = re.compile(
-        r'pip install --constraint \S+ torch --index-url "https://download\.pytorch\.org/whl/\$\{TORCH_CUDA\}"'
+        r'pip install --no-deps --constraint \S+ torch\s+--index-url "https://download\.pytorch\.org/whl/\$\{TORCH_CUDA\}"'
     )
-    assert any(map(torch_from_the_cuda_index.search, runs)), "torch must come from the PyTorch CUDA index, locked"
-    assert {"worker", "tiny"} <= set.union(*_installed_extras(steps))
+    cuda_torch = [i for i, run in enumerate(runs) if torch_from_the_cuda_index.search(run)]
+    assert cuda_torch, "torch must come from the PyTorch CUDA index, at the locked version"
+    # Before the worker's dependencies: installed after them, pip would have taken PyPI's torch.
+    worker_extras = [
+        i for i, run in enumerate(runs) if {"worker", "tiny"} <= set.union(set(), *_installed_extras([("RUN", run)]))
+    ]
+    assert worker_extras and cuda_torch[0] < worker_extras[0]
     assert dockerfile.args["WITH_XFORMERS"] == "0"
     assert any("WITH_XFORMERS" in run and ".[worker,tiny,xformers]" in run for run in runs)
     assert dockerfile.envs["HF_HOME"] == "/models/huggingface"
