@@ -68,7 +68,9 @@ class ServiceSettings(BaseSettings):
         "lllyasviel",
         description="`tiny` (random weights, tests and demos), a folder, or the Hugging Face owner of the repos.",
     )
-    tagger: str = Field("SmilingWolf/wd-v1-4-moat-tagger-v2", description="Tagger repo id when `model` is an owner.")
+    tagger: str | None = Field(
+        None, description="Tagger repo id when `model` is an owner; None is the published WD14 moat tagger."
+    )
     model_cache: Path | None = Field(None, description="Hugging Face cache folder; `tiny` writes its files here.")
     device: str = "auto"
     dtype: str = "auto"

@@ -57,12 +57,13 @@ class ModelSources:
         return cls(*(Path(folder) / _repo_name(repo) for repo in (TAGGER_REPO, KEYFRAME_REPO, INTERPOLATION_REPO)))
 
     @classmethod
-    def from_owner(cls, owner: str, *, tagger: str = TAGGER_REPO) -> "ModelSources":
-        """The two Paints-UNDO repos under the Hugging Face account `owner`, and the tagger repo `tagger`."""
+    def from_owner(cls, owner: str, *, tagger: str | None = None) -> "ModelSources":
+        """The two Paints-UNDO repos under the Hugging Face account `owner`, and the tagger repo `tagger`
+        (None: the published one)."""
         if not owner or "/" in owner or owner.startswith((".", "~")):
             raise CheckpointError(f"{owner!r} is not a Hugging Face owner. {_WHAT_TO_DO}")
         return cls(
-            tagger,
+            tagger or TAGGER_REPO,
             f"{owner}/{_repo_name(KEYFRAME_REPO)}",
             f"{owner}/{_repo_name(INTERPOLATION_REPO)}",
         )
@@ -104,7 +105,7 @@ class ModelSources:
 def fetch_model_sources(
     model: str | Path,
     *,
-    tagger: str = TAGGER_REPO,
+    tagger: str | None = None,
     cache_dir: str | Path | None = None,
     local_files_only: bool = False,
 ) -> ModelSources:
@@ -113,7 +114,7 @@ def fetch_model_sources(
     model: `tiny` (writes the tiny checkpoints under `cache_dir/tiny`, or the system's temporary
         folder); a folder (a Path, or a string holding "/" or starting with "." or "~") in the layout
         of `ModelSources.from_folder`; or a Hugging Face owner of the two repos (`lllyasviel`).
-    tagger: the tagger's repo id, used when `model` is an owner.
+    tagger: the tagger's repo id, used when `model` is an owner (None: the published one).
     cache_dir, local_files_only: the Hugging Face cache, and whether to stay off the network.
     Raises CheckpointError saying what to do when a folder or repo cannot be had.
     """
