@@ -156,8 +156,8 @@ class InterpolationModel:
     ) -> np.ndarray:
         """Generate the clip from `first` to `last`: (16, H, W, 3) uint8, frames in generation order.
 
-        first, last: (H, W, 3) uint8 RGB of the same size. The clip's size is the bucket closest to
-            first's aspect ratio; both pictures are resized and centre-cropped to it.
+        first, last: (H, W, 3) uint8 RGB, of any sizes. The clip's size is the bucket closest to
+            first's aspect ratio; both pictures are resized and centre-cropped to it, as the reference does.
         prompt: the positive text; the negative is the empty prompt, as in the reference.
         steps, cfg: sampler steps (1..1000) and classifier-free guidance scale.
         seed: the clip's noise comes from `torch.Generator(device).manual_seed(seed)`.
@@ -314,10 +314,6 @@ class InterpolationModel:
                 raise InvalidInputError(f"pairs[{i}] must be a (first, last) pair of pictures.")
             check_rgb_image(pair[0], f"pairs[{i}] first")
             check_rgb_image(pair[1], f"pairs[{i}] last")
-            if pair[0].shape != pair[1].shape:
-                raise InvalidInputError(
-                    f"pairs[{i}]: first and last must have the same size, got {pair[0].shape} and {pair[1].shape}."
-                )
         check_text("prompt", prompt)
         check_int_range("steps", steps, 1, self.schedule.num_timesteps)
         check_cfg(cfg)

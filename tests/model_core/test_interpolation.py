@@ -9,6 +9,7 @@ from safetensors.torch import load_file, save_file
 
 from model_core.configs import TINY_BUCKETS
 from model_core.errors import CheckpointError, InvalidInputError
+from model_core.images import resize_and_center_crop
 from model_core.interpolation import SUBFOLDERS, InterpolationModel
 from model_core.samplers import SamplerStep
 from model_core.tiny import write_interpolation_checkpoint
@@ -45,6 +46,15 @@ def test_a_clip_has_16_frames_at_the_bucket_of_the_first_picture(interpolation_m
     # The bucket follows the first picture only: 50x80 is closest to 32x48; the last is cropped to it.
     wide_clip = interpolate(interpolation_model, picture[:50], last[:50])
     assert wide_clip.shape[1:3] == (32, 48)
+
+
+def test_a_last_picture_of_another_size_is_cropped_to_the_first_pictures_bucket(interpolation_model, picture, last):
+    # As the reference does: supplied keyframes need not match the picture's size.
+    other = np.ascontiguousarray(last[10:70, ::2])  # 60x40, closest to another bucket (48x32)
+    clip = interpolate(interpolation_model, picture, other)
+    assert clip.shape == (16, 40, 40, 3)  # the first picture's bucket
+    cropped = resize_and_center_crop(other, 40, 40)
+    assert np.array_equal(interpolate(interpolation_model, picture, cropped), clip)
 
 
 def test_clips_are_deterministic_per_seed_and_leave_the_global_rng_alone(interpolation_model, picture, last):
@@ -131,7 +141,6 @@ def test_bfloat16_runs_close_to_float32(interpolation_checkpoint, interpolation_
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ({"last": np.zeros((96, 81, 3), np.uint8)}, "first and last must have the same size"),
         ({"first": np.zeros((96, 80, 3), np.float32)}, "dtype uint8"),
         ({"last": np.zeros((96, 80, 4), np.uint8)}, r"shape \(H, W, 3\)"),
         ({"fs": 0}, "fs must be an integer in 1..1000"),
