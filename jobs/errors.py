@@ -29,6 +29,10 @@ class ErrorCode(StrEnum):
     INVALID_WEBHOOK_SECRET = "invalid_webhook_secret"
     WEBHOOKS_NOT_CONFIGURED = "webhooks_not_configured"
     INVALID_IDEMPOTENCY_KEY = "invalid_idempotency_key"
+    INVALID_METADATA = "invalid_metadata"
+    INVALID_CURSOR = "invalid_cursor"
+    INVALID_LAST_EVENT_ID = "invalid_last_event_id"
+    HEADERS_TOO_LARGE = "headers_too_large"
     INVALID_REQUEST = "invalid_request"
     TOO_MANY_ACTIVE_JOBS = "too_many_active_jobs"
     SERVICE_UNAVAILABLE = "service_unavailable"
@@ -108,6 +112,10 @@ class TooManyActiveJobs(ServiceError):
         message = f"this API key already has {limit} queued or running jobs; wait for one to finish"
         super().__init__(ErrorCode.TOO_MANY_ACTIVE_JOBS, message, {"Retry-After": "30"})
         self.limit = limit
+
+
+class HeadersTooLarge(ServiceError):
+    status = 431
 
 
 class ServiceUnavailable(ServiceError):

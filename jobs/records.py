@@ -1,7 +1,7 @@
 """What a job is: its record, status, events and the storage keys of its files. Plain data, no I/O."""
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -79,6 +79,7 @@ class Job:
     request_hash: str = ""
     keyframes: tuple[Keyframe, ...] = ()
     webhook_attempts: tuple[dict[str, Any], ...] = ()
+    metadata: dict[str, str] = field(default_factory=dict)  # the client's own keys and values, echoed back
 
 
 def new_job_id(now: float) -> str:

@@ -3,11 +3,13 @@
 Light: no torch. URLs are minted on each read, so they are always valid for `expires_in` seconds.
 """
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from jobs.errors import ErrorCode, InvalidRequest
 from jobs.records import Job, JobStatus
 from jobs.storage import Storage
 
@@ -58,6 +60,37 @@ class JobOut(BaseModel):
     webhook_url: str | None
     webhook_events: list[str]
     webhook_attempts: list[WebhookAttemptOut]
+
+
+MAX_METADATA_KEYS = 16
+MAX_METADATA_LENGTH = 256  # characters of each key and each value
+
+
+def parse_metadata(text: str | None) -> dict[str, str]:
+    """The `metadata` form field: a JSON object of up to 16 string keys and string values of at most 256
+    characters each. InvalidRequest (invalid_metadata) names what is wrong."""
+    if text is None:
+        return {}
+
+    def refuse(message: str) -> InvalidRequest:
+        return InvalidRequest(ErrorCode.INVALID_METADATA, f"metadata: {message}")
+
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise refuse(f"not valid JSON ({err})") from err
+    if not isinstance(value, dict):
+        raise refuse("must be a JSON object of string keys and string values")
+    if len(value) > MAX_METADATA_KEYS:
+        raise refuse(f"{len(value)} keys; at most {MAX_METADATA_KEYS}")
+    for key, item in value.items():
+        if not 1 <= len(key) <= MAX_METADATA_LENGTH:
+            raise refuse(f"key {key[:40]!r} must be 1 to {MAX_METADATA_LENGTH} characters")
+        if not isinstance(item, str):
+            raise refuse(f"the value of {key!r} must be a string, not {type(item).__name__}")
+        if len(item) > MAX_METADATA_LENGTH:
+            raise refuse(f"the value of {key!r} is {len(item)} characters; at most {MAX_METADATA_LENGTH}")
+    return value
 
 
 def timestamp(seconds: float | None) -> datetime | None:

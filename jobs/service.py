@@ -6,14 +6,15 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 
-from jobs.errors import ErrorCode, IdempotencyConflict, InvalidRequest, JobNotFound
+from jobs.errors import ErrorCode, IdempotencyConflict, InvalidRequest, JobNotFound, TooManyActiveJobs
 from jobs.notify import WebhookNotifier
 from jobs.queue import TaskQueue
 from jobs.records import EventType, Job, JobStatus, input_key, job_prefix, new_job_id
-from jobs.schemas import JobOut, job_view
+from jobs.schemas import JobOut, job_view, parse_metadata
 from jobs.settings import ServiceSettings
 from jobs.storage import Storage
 from jobs.store import JobStore
@@ -33,6 +34,7 @@ class Submission:
     webhook_url: str | None = None
     webhook_events: str | None = None
     idempotency_key: str | None = None
+    metadata: str | None = None  # a JSON object of the client's own string keys and values
 
 
 @dataclass(frozen=True)
@@ -43,11 +45,14 @@ class CheckedSubmission:
     webhook_url: str | None
     webhook_events: tuple[str, ...]
     idempotency_hash: str | None
+    metadata: dict[str, str]
 
     @property
     def request_hash(self) -> str:
         """Identifies the request, so a repeated Idempotency-Key with another request is told apart."""
-        fields = [self.settings.model_dump(mode="json"), self.webhook_url, self.webhook_events]
+        fields: list[Any] = [self.settings.model_dump(mode="json"), self.webhook_url, self.webhook_events]
+        if self.metadata:  # absent when empty, so hashes of requests without metadata stay as they were
+            fields.append(self.metadata)
         return hashlib.sha256(self.image + json.dumps(fields).encode()).hexdigest()
 
 
@@ -88,7 +93,20 @@ class JobService:
             webhook_url=submission.webhook_url,
             webhook_events=events,
             idempotency_hash=hashlib.sha256(key.encode()).hexdigest() if key else None,
+            metadata=parse_metadata(submission.metadata),
         )
+
+    def check_capacity(self, owner: str, idempotency_key: str | None = None) -> None:
+        """TooManyActiveJobs when the owner is at the active-jobs limit: a cheap check before the upload is read.
+
+        A repeated Idempotency-Key passes (its answer is the earlier job); `JobStore.create` checks again
+        atomically, for submissions that race.
+        """
+        if idempotency_key and 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+            if self.store.find_idempotent(owner, hashlib.sha256(idempotency_key.encode()).hexdigest()):
+                return
+        if self.store.active_count(owner) >= self.settings.max_active_jobs:
+            raise TooManyActiveJobs(self.settings.max_active_jobs)
 
     def submit(self, owner: str, submission: Submission) -> tuple[Job, bool]:
         """Check, store the input, record the job and queue it; returns (job, True when created now).
@@ -111,6 +129,7 @@ class JobService:
             webhook_url=checked.webhook_url,
             webhook_events=checked.webhook_events,
             request_hash=checked.request_hash,
+            metadata=checked.metadata,
         )
         # The input is stored before the job exists, so a worker never sees a job without its image.
         self.storage.put(job.input_key, checked.image, checked.content_type)

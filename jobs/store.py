@@ -85,6 +85,7 @@ def job_from_redis(fields: dict[str, str], keyframes: list[str], attempts: list[
         request_hash=fields.get("request_hash", ""),
         keyframes=tuple(Keyframe(**json.loads(item)) for item in keyframes),
         webhook_attempts=tuple(json.loads(item) for item in attempts),
+        metadata=json.loads(fields.get("metadata") or "{}"),
     )
 
 
@@ -165,6 +166,10 @@ class JobStore:
         job_id_field, flag = self.redis.hmget(job_key(job_id), ["id", "cancel_requested"])
         return job_id_field is None or flag == "1"
 
+    def active_count(self, owner: str) -> int:
+        """How many of the owner's jobs are queued or running (the active-jobs limit counts these)."""
+        return int(self.redis.scard(owner_active_key(owner)))
+
     def find_idempotent(self, owner: str, key_hash: str) -> Job | None:
         job_id = self.redis.get(idempotency_key(owner, key_hash))
         return self.get(job_id) if job_id else None
@@ -219,6 +224,7 @@ class JobStore:
             "webhook_url": job.webhook_url or "",
             "webhook_events": ",".join(job.webhook_events),
             "request_hash": job.request_hash,
+            "metadata": json.dumps(job.metadata),
         }
 
     # --- status changes ------------------------------------------------------------------------
