@@ -19,7 +19,7 @@ from jobs.events import EventReader
 from jobs.notify import WebhookNotifier
 from jobs.queue import TaskQueue, create_celery
 from jobs.service import JobService
-from jobs.storage import open_storage
+from jobs.storage import INTERACTIVE, open_storage
 from jobs.store import JobStore, connect
 from jobs.webhooks import parse_secret
 
@@ -38,9 +38,9 @@ def create_services(settings: ApiSettings) -> Services:
         parse_secret(settings.webhook_secret.get_secret_value())  # a malformed secret stops startup
     owners = settings.owners()
     settings = settings.model_copy(update={"api_keys": ()})
-    storage = open_storage(settings)
+    storage = open_storage(settings, INTERACTIVE)
     queue = TaskQueue(create_celery(settings))
-    store = JobStore(connect(settings.redis_url, retries=2), settings.retention_seconds)
+    store = JobStore(connect(settings.redis_url, interactive=True), settings.retention_seconds)
     notifier = WebhookNotifier(queue, storage, settings.url_expiry_seconds)
     return Services(
         settings=settings,

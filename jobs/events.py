@@ -11,7 +11,9 @@ class EventReader:
         self.block_ms = int(block_seconds * 1000)
         # The socket timeout outlasts a blocking read that finds nothing (redis-py's asyncio default of
         # 5 s would cut every stream whose job is quiet for 5 s).
-        self.redis = redis.asyncio.Redis.from_url(redis_url, decode_responses=True, socket_timeout=block_seconds + 10)
+        self.redis = redis.asyncio.Redis.from_url(
+            redis_url, decode_responses=True, socket_connect_timeout=2, socket_timeout=block_seconds + 10
+        )
 
     async def read(self, job_id: str, after: str, count: int = 100) -> list[Event]:
         """The events after the entry id `after` ("0-0": from the start); waits up to block_seconds for one."""

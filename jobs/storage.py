@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -89,23 +90,38 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
-def s3_client(endpoint_url: str | None) -> BaseClient:
-    """An S3 client that gives up on a dead endpoint in seconds, with path-style URLs for S3-compatible servers."""
-    if endpoint_url is None:
-        config = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard"}, signature_version="s3v4")
-    else:
-        config = Config(
-            connect_timeout=5,
-            read_timeout=30,
-            retries={"mode": "standard"},
-            signature_version="s3v4",
+@dataclass(frozen=True)
+class Timeouts:
+    """How long one storage request may wait, and how often it is tried."""
+
+    connect: float
+    read: float
+    attempts: int
+
+
+# The API answers within seconds even when storage hangs (its clients retry a 503); workers ride out hiccups.
+INTERACTIVE = Timeouts(connect=2, read=4, attempts=1)
+PATIENT = Timeouts(connect=5, read=30, attempts=3)
+
+
+def s3_client(endpoint_url: str | None, timeouts: Timeouts = PATIENT) -> BaseClient:
+    """An S3 client that gives up on a dead or hung endpoint within `timeouts`, with path-style URLs for
+    S3-compatible servers."""
+    options = {
+        "connect_timeout": timeouts.connect,
+        "read_timeout": timeouts.read,
+        "retries": {"mode": "standard", "total_max_attempts": timeouts.attempts},
+        "signature_version": "s3v4",
+    }
+    if endpoint_url is not None:
+        options |= {
             # MinIO and moto serve every bucket under one host name (http://host/bucket/key), not bucket.host.
-            s3={"addressing_style": "path"},
+            "s3": {"addressing_style": "path"},
             # botocore's default CRC checksums (since 1.36) are refused by some S3-compatible servers.
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        )
-    return boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
+            "request_checksum_calculation": "when_required",
+            "response_checksum_validation": "when_required",
+        }
+    return boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=Config(**options))
 
 
 class S3Storage:
@@ -118,10 +134,11 @@ class S3Storage:
         endpoint_url: str | None = None,
         public_endpoint_url: str | None = None,
         client: BaseClient | None = None,
+        timeouts: Timeouts = PATIENT,
     ) -> None:
         self.bucket = bucket
         self.prefix = check_prefix(prefix.strip("/") + "/") if prefix.strip("/") else ""
-        self._client = client or s3_client(endpoint_url)
+        self._client = client or s3_client(endpoint_url, timeouts)
         # A presigned URL names the endpoint its client was made for; clients outside the docker network
         # reach the server by another name than the workers do.
         self._public_client = s3_client(public_endpoint_url) if public_endpoint_url else self._client
@@ -322,13 +339,18 @@ def shared_secret(root: Path) -> bytes:
     return bytes.fromhex(text)
 
 
-def open_storage(settings: ServiceSettings) -> Storage:
-    """The store that `settings.storage_url` names: s3://BUCKET[/PREFIX] or file://FOLDER."""
+def open_storage(settings: ServiceSettings, timeouts: Timeouts = PATIENT) -> Storage:
+    """The store that `settings.storage_url` names: s3://BUCKET[/PREFIX] or file://FOLDER.
+
+    timeouts: INTERACTIVE for the API (a request never waits long on hung storage), PATIENT for workers.
+    """
     url = settings.storage_url
     if url.startswith("s3://"):
         bucket, _, prefix = url.removeprefix("s3://").partition("/")
         if bucket:
-            return S3Storage(bucket, prefix, settings.s3_endpoint_url, settings.s3_public_endpoint_url)
+            return S3Storage(
+                bucket, prefix, settings.s3_endpoint_url, settings.s3_public_endpoint_url, timeouts=timeouts
+            )
     elif url.startswith("file://") and url != "file://":
         root = Path(url.removeprefix("file://")).resolve()
         if settings.url_secret is not None:

@@ -89,17 +89,23 @@ def job_from_redis(fields: dict[str, str], keyframes: list[str], attempts: list[
     )
 
 
-def connect(url: str, retries: int = 20) -> redis.Redis:
-    """A client that retries lost connections with backoff: 20 retries ride out a Redis restart of about
-    half a minute instead of failing a job; the API uses few, to answer 503 quickly."""
+def connect(url: str, *, interactive: bool = False) -> redis.Redis:
+    """A Redis client. Workers' clients retry lost connections with backoff for about half a minute, riding
+    out a Redis restart instead of failing a job; the API's (`interactive`) give up within seconds, so a
+    request answers 503 at once instead of hanging."""
+    if interactive:
+        timeouts = {"socket_connect_timeout": 2, "socket_timeout": 2}
+        retry = Retry(ExponentialBackoff(cap=0.5, base=0.1), retries=1)
+    else:
+        timeouts = {"socket_connect_timeout": 5, "socket_timeout": 30}
+        retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=20)
     return redis.Redis.from_url(
         url,
         decode_responses=True,
-        socket_connect_timeout=5,
-        socket_timeout=30,
         health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=retries),
+        retry=retry,
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        **timeouts,
     )
 
 

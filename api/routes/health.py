@@ -1,5 +1,7 @@
 """Liveness, readiness and metrics: /healthz, /readyz, /metrics (no API key)."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
@@ -31,15 +33,20 @@ def healthz() -> Health:
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": ErrorResponse}})
 def readyz(services: ServicesDep) -> Readiness | Response:
-    """Redis and storage are reachable; also lists the render workers and their state (loading, ready, busy, failed)."""
-    problems = []
+    """Redis and storage are reachable; also lists the render workers and their state (loading, ready, busy, failed).
+
+    Both are checked at once, each within its client's short timeouts, so the answer comes within 5 s.
+    """
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        workers_check = pool.submit(services.jobs.store.worker_states)
+        storage_check = pool.submit(services.jobs.storage.check)
+    problems, workers = [], []
     try:
-        workers = services.jobs.store.worker_states()
+        workers = workers_check.result()
     except Exception as err:  # any failure here means not ready, and says why
         problems.append(f"redis: {err}")
-        workers = []
     try:
-        services.jobs.storage.check()
+        storage_check.result()
     except StorageError as err:
         problems.append(f"storage: {err}")
     if problems:

@@ -47,7 +47,7 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture
 def client(redis_url: str) -> Iterator[redis.Redis]:
-    client = connect(redis_url, retries=2)
+    client = connect(redis_url, interactive=True)
     client.flushdb()  # our private server: nothing else lives there
     yield client
     client.close()
@@ -492,8 +492,8 @@ def test_worker_states_are_listed_with_their_ttl(store: JobStore) -> None:
 def test_cancel_racing_start_ends_in_exactly_one_outcome(redis_url: str, store: JobStore) -> None:
     """A cancel and a worker's start on the same queued job: either canceled and never started, or running and
     flagged; never a started job that also ended canceled."""
-    canceler = JobStore(connect(redis_url, retries=2), RETENTION)
-    starter = JobStore(connect(redis_url, retries=2), RETENTION)
+    canceler = JobStore(connect(redis_url, interactive=True), RETENTION)
+    starter = JobStore(connect(redis_url, interactive=True), RETENTION)
     outcomes = Counter()
     for _ in range(50):
         job = create(store)
@@ -543,7 +543,7 @@ def test_delete_racing_finish_keeps_status_counts_consistent(
     job = create(store)
     store.start(job.id)
     store.request_cancel(job.id)
-    worker = JobStore(connect(redis_url, retries=2), RETENTION)
+    worker = JobStore(connect(redis_url, interactive=True), RETENTION)
     parse = job_from_redis
     raced = []
 

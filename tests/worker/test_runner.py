@@ -72,7 +72,7 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture
 def store(redis_url: str) -> JobStore:
-    return JobStore(connect(redis_url, retries=2), retention_seconds=3600)
+    return JobStore(connect(redis_url, interactive=True), retention_seconds=3600)
 
 
 @pytest.fixture
