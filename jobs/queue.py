@@ -17,6 +17,7 @@ WEBHOOK_QUEUE = "webhooks"
 RENDER_TASK = "paints_undo.render"
 WEBHOOK_TASK = "paints_undo.deliver_webhook"
 SWEEP_TASK = "paints_undo.sweep_expired"
+REAP_TASK = "paints_undo.reap"
 
 
 def celery_config(settings: ServiceSettings) -> dict[str, Any]:
@@ -29,6 +30,7 @@ def celery_config(settings: ServiceSettings) -> dict[str, Any]:
             RENDER_TASK: {"queue": RENDER_QUEUE},
             WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE},
             SWEEP_TASK: {"queue": WEBHOOK_QUEUE},
+            REAP_TASK: {"queue": WEBHOOK_QUEUE},
         },
         "task_create_missing_queues": True,
         # A job is acknowledged only once it has finished, and a worker process that dies mid-job puts its job
@@ -44,6 +46,7 @@ def celery_config(settings: ServiceSettings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "beat_schedule": {
             "sweep-expired-jobs": {"task": SWEEP_TASK, "schedule": settings.sweep_interval_seconds},
+            "reap-lost-jobs": {"task": REAP_TASK, "schedule": settings.reap_interval_seconds},
         },
     }
 

@@ -73,6 +73,8 @@ class Job:
     video: dict[str, Any] | None = None  # {"key", "width", "height", "frames", "fps"}
     error: dict[str, str] | None = None  # {"code", "message"}
     attempts: int = 0
+    lease: int = 0  # fencing token: increases at each start; only the worker holding it may write
+    lease_until: float | None = None  # a running job whose worker stops renewing this is reaped
     cancel_requested: bool = False
     webhook_url: str | None = None
     webhook_events: tuple[str, ...] = ()
@@ -96,9 +98,11 @@ def input_key(job_id: str) -> str:
     return f"jobs/{job_id}/input"
 
 
-def keyframe_key(job_id: str, index: int) -> str:
-    return f"jobs/{job_id}/keyframes/{index:02d}.png"
+def keyframe_key(job_id: str, lease: int, index: int) -> str:
+    """Each attempt (lease) writes under its own keys, so a stale worker's late upload never replaces a file
+    of the attempt that took over."""
+    return f"jobs/{job_id}/r{lease}/keyframes/{index:02d}.png"
 
 
-def video_key(job_id: str) -> str:
-    return f"jobs/{job_id}/video.mp4"
+def video_key(job_id: str, lease: int) -> str:
+    return f"jobs/{job_id}/r{lease}/video.mp4"

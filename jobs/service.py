@@ -4,13 +4,23 @@ around `JobService`; every check raises a domain error (jobs.errors) that the AP
 
 import hashlib
 import json
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from pydantic import ValidationError
 
-from jobs.errors import ErrorCode, IdempotencyConflict, InvalidRequest, JobNotFound, TooManyActiveJobs
+from jobs.errors import (
+    ErrorCode,
+    IdempotencyConflict,
+    InvalidRequest,
+    JobNotFound,
+    ServiceError,
+    ServiceUnavailable,
+    TooManyActiveJobs,
+)
 from jobs.notify import WebhookNotifier
 from jobs.queue import TaskQueue
 from jobs.records import EventType, Job, JobStatus, input_key, job_prefix, new_job_id
@@ -21,6 +31,8 @@ from jobs.store import JobStore
 from jobs.uploads import check_image
 from jobs.webhooks import check_target, parse_events
 from model_core.settings import RenderSettings, describe_validation_error
+
+log = logging.getLogger(__name__)
 
 MAX_IDEMPOTENCY_KEY = 255
 
@@ -133,18 +145,34 @@ class JobService:
         )
         # The input is stored before the job exists, so a worker never sees a job without its image.
         self.storage.put(job.input_key, checked.image, checked.content_type)
-        created = False
         try:
             stored, created = self.store.create(
                 job, max_active=self.settings.max_active_jobs, idempotency_hash=checked.idempotency_hash
             )
-        finally:
-            if not created:  # refused, an earlier job, or the store failed: the input goes
-                self.storage.delete_prefix(job_prefix(job_id))
+            if created:
+                self.queue.render(job_id)
+        except Exception as err:
+            self._undo(job_id)  # all or nothing: neither a record without its message nor a file without a record
+            if isinstance(err, ServiceError | redis.RedisError):
+                raise
+            log.error("job %s: the render message could not be sent (%s); the submission is undone", job_id, err)
+            message = "the job queue is unreachable; retry later"
+            raise ServiceUnavailable(ErrorCode.SERVICE_UNAVAILABLE, message, {"Retry-After": "10"}) from err
         if not created:
+            self.storage.delete_prefix(job_prefix(job_id))
             return same_request(stored, checked), False
-        self.queue.render(job_id)
+        try:
+            self.store.mark_sent(job_id)
+        except redis.RedisError:  # the reaper sends it once more; a duplicate message starts nothing twice
+            log.warning("job %s: could not record that its message was sent", job_id)
         return stored, True
+
+    def _undo(self, job_id: str) -> None:
+        """Remove what a failed submission made: its input file and, if it was made, its record."""
+        try:
+            self.storage.delete_prefix(job_prefix(job_id))
+        finally:
+            self.store.delete(job_id)
 
     # --- reading -------------------------------------------------------------------------------
 

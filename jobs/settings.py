@@ -85,6 +85,12 @@ class ServiceSettings(BaseSettings):
         7200, ge=30, description="An unacknowledged job is redelivered after this (a worker host that vanished)."
     )
     max_attempts: int = Field(3, ge=1, le=10, description="A job whose worker died this many times fails.")
+    lease_seconds: float = Field(
+        60, ge=5, description="A running job whose worker has not renewed its lease for this long is reaped."
+    )
+    reap_interval_seconds: float = Field(
+        15, gt=0, description="How often the reaper looks for jobs of dead workers and messages never sent."
+    )
 
     _split_hosts = field_validator("webhook_allowed_hosts", mode="before")(split_commas)
 

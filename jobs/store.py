@@ -13,6 +13,10 @@ Keys (prefix `pu:`):
   owner:{owner}:active  set of the owner's queued or running job ids (the active-jobs limit)
   owner:{owner}:idem:{h} job id of an Idempotency-Key (hashed)
   queued                sorted set of queued job ids by creation time (queue positions, queue depth)
+  unsent                sorted set of queued job ids whose render message is not known to be sent, by
+                        the time they were recorded (the reaper sends those left there: a lost message)
+  leases                sorted set of running job ids by the time their worker's lease runs out (the
+                        reaper puts a job whose worker stopped renewing back in the queue)
   expiry                sorted set of finished job ids by the time their record and files are deleted
   worker:{name}         a render worker's state (JSON, expires unless refreshed): /readyz lists them
   metrics:*             counters read by /metrics
@@ -28,11 +32,13 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from jobs.errors import IdempotencyConflict, TooManyActiveJobs
+from jobs.errors import ErrorCode, IdempotencyConflict, TooManyActiveJobs
 from jobs.records import TERMINAL_EVENTS, Event, EventType, Job, JobStatus, Keyframe
 
 PREFIX = "pu:"
 QUEUED_KEY = PREFIX + "queued"
+UNSENT_KEY = PREFIX + "unsent"
+LEASES_KEY = PREFIX + "leases"
 EXPIRY_KEY = PREFIX + "expiry"
 STATUS_COUNTS_KEY = PREFIX + "metrics:status"
 FAILURES_KEY = PREFIX + "metrics:failures"
@@ -79,6 +85,8 @@ def job_from_redis(fields: dict[str, str], keyframes: list[str], attempts: list[
         video=json.loads(fields["video"]) if fields.get("video") else None,
         error=json.loads(fields["error"]) if fields.get("error") else None,
         attempts=int(fields.get("attempts") or 0),
+        lease=int(fields.get("lease") or 0),
+        lease_until=number("lease_until"),
         cancel_requested=fields.get("cancel_requested") == "1",
         webhook_url=fields.get("webhook_url") or None,
         webhook_events=tuple(filter(None, fields.get("webhook_events", "").split(","))),
@@ -205,6 +213,7 @@ class JobStore:
             pipe.zadd(owner_jobs_key(job.owner), {job.id: 0})
             pipe.sadd(active, job.id)
             pipe.zadd(QUEUED_KEY, {job.id: job.created_at})
+            pipe.zadd(UNSENT_KEY, {job.id: time.time()})
             pipe.hincrby(STATUS_COUNTS_KEY, JobStatus.QUEUED, 1)
             self._add_event(pipe, job.id, EventType.QUEUED, {"status": "queued"})
             if idem:
@@ -259,40 +268,75 @@ class JobStore:
     def _add_event(self, pipe: redis.client.Pipeline, job_id: str, type: EventType, data: dict[str, Any]) -> None:
         pipe.xadd(events_key(job_id), {"type": str(type), "data": json.dumps(data)}, maxlen=MAX_EVENTS)
 
-    def start(self, job_id: str) -> Job | None:
-        """Mark a queued job running (or a running one whose worker died: an attempt again) and count the attempt.
+    def start(self, job_id: str, lease_seconds: float) -> Job | None:
+        """Give a worker the job: mark it running under a new lease (its fencing token) and count the attempt.
 
-        None when the job is gone or already finished (a canceled job never starts).
+        A queued job starts; so does a running one whose lease ran out (its worker died). None when the job
+        is gone, finished (a canceled job never starts) or running under a live lease (a duplicate message).
         """
+        now = time.time()
 
         def change(job: Job, pipe: redis.client.Pipeline) -> bool:
-            if job.status.is_terminal():
+            if job.status.is_terminal() or (job.status == JobStatus.RUNNING and (job.lease_until or 0) > now):
                 return False
             self._set_status(pipe, job, JobStatus.RUNNING)
-            pipe.hset(job_key(job_id), mapping={"started_at": repr(time.time()), "stage": "", "progress": "0"})
+            fields = {"started_at": repr(now), "stage": "", "progress": "0", "lease_until": repr(now + lease_seconds)}
+            pipe.hset(job_key(job_id), mapping=fields)
             pipe.hincrby(job_key(job_id), "attempts", 1)
+            pipe.hincrby(job_key(job_id), "lease", 1)
             pipe.delete(keyframes_key(job_id))  # a new attempt produces them again
             pipe.zrem(QUEUED_KEY, job_id)
+            pipe.zrem(UNSENT_KEY, job_id)
+            pipe.zadd(LEASES_KEY, {job_id: now + lease_seconds})
             self._add_event(pipe, job_id, EventType.STARTED, {"status": "running", "attempt": job.attempts + 1})
             return True
 
         job, started = self._change(job_id, change)
         return job if started else None
 
-    def requeue(self, job_id: str) -> bool:
-        """Put a running job back in the queue (its task is retried later); the attempt does not count."""
+    def renew(self, job_id: str, lease: int, lease_seconds: float) -> bool:
+        """Extend the lease of a running job; False when this lease is no longer the job's (reaped, ended)."""
+
+        def change(job: Job, pipe: redis.client.Pipeline) -> bool:
+            if job.status != JobStatus.RUNNING or job.lease != lease:
+                return False
+            until = time.time() + lease_seconds
+            pipe.hset(job_key(job_id), "lease_until", repr(until))
+            pipe.zadd(LEASES_KEY, {job_id: until})
+            return True
+
+        return self._change(job_id, change)[1]
+
+    def release(self, job_id: str) -> bool:
+        """End the lease of a running job now (its worker process died), so that it may start again at once."""
 
         def change(job: Job, pipe: redis.client.Pipeline) -> bool:
             if job.status != JobStatus.RUNNING:
                 return False
-            self._set_status(pipe, job, JobStatus.QUEUED)
-            pipe.hset(job_key(job_id), mapping={"stage": "", "progress": "0"})
-            pipe.hincrby(job_key(job_id), "attempts", -1)
-            pipe.zadd(QUEUED_KEY, {job_id: job.created_at})
-            self._add_event(pipe, job_id, EventType.QUEUED, {"status": "queued"})
+            pipe.hset(job_key(job_id), "lease_until", "0")
+            pipe.zadd(LEASES_KEY, {job_id: 0})
             return True
 
         return self._change(job_id, change)[1]
+
+    def requeue(self, job_id: str, lease: int) -> bool:
+        """Put a running job back in the queue (its task is retried later); the attempt does not count."""
+
+        def change(job: Job, pipe: redis.client.Pipeline) -> bool:
+            if job.status != JobStatus.RUNNING or job.lease != lease:
+                return False
+            self._back_to_queue(pipe, job)
+            pipe.hincrby(job_key(job_id), "attempts", -1)
+            return True
+
+        return self._change(job_id, change)[1]
+
+    def _back_to_queue(self, pipe: redis.client.Pipeline, job: Job) -> None:
+        self._set_status(pipe, job, JobStatus.QUEUED)
+        pipe.hset(job_key(job.id), mapping={"stage": "", "progress": "0", "lease_until": ""})
+        pipe.zrem(LEASES_KEY, job.id)
+        pipe.zadd(QUEUED_KEY, {job.id: job.created_at})
+        self._add_event(pipe, job.id, EventType.QUEUED, {"status": "queued"})
 
     def _end(
         self,
@@ -315,6 +359,8 @@ class JobStore:
         pipe.hset(job_key(job.id), mapping=fields)
         pipe.srem(owner_active_key(job.owner), job.id)
         pipe.zrem(QUEUED_KEY, job.id)
+        pipe.zrem(UNSENT_KEY, job.id)
+        pipe.zrem(LEASES_KEY, job.id)
         pipe.zadd(EXPIRY_KEY, {job.id: now + self.retention_seconds})
         self._add_event(pipe, job.id, TERMINAL_EVENTS[status], {"status": str(status), "error": error})
 
@@ -323,14 +369,18 @@ class JobStore:
         job_id: str,
         status: JobStatus,
         *,
+        lease: int | None = None,
         video: dict[str, Any] | None = None,
         error: dict[str, str] | None = None,
     ) -> Job | None:
-        """Move an unfinished job to a terminal status; None when it was already finished (or is gone)."""
+        """Move an unfinished job to a terminal status; None when it was already finished (or is gone).
+
+        lease: the finishing worker's; its finish is refused (None) once the job runs under another lease.
+        """
         assert status.is_terminal()
 
         def change(job: Job, pipe: redis.client.Pipeline) -> bool:
-            if job.status.is_terminal():
+            if job.status.is_terminal() or (lease is not None and job.lease != lease):
                 return False
             self._end(pipe, job, status, video, error)
             return True
@@ -339,13 +389,17 @@ class JobStore:
         return job if ended else None
 
     def request_cancel(self, job_id: str) -> tuple[Job | None, bool]:
-        """Cancel: a queued job ends canceled now; a running one is flagged and its worker stops at the next step.
+        """Cancel: a queued job ends canceled now, and so does a running one whose worker is gone (lease run out);
+        a running one is flagged and its worker stops at the next step.
 
         Returns (the job, True when it ended canceled by this call). Finished jobs are left as they are.
         """
 
+        now = time.time()
+
         def change(job: Job, pipe: redis.client.Pipeline) -> bool:
-            if job.status == JobStatus.QUEUED:
+            worker_gone = job.status == JobStatus.RUNNING and (job.lease_until or 0) <= now
+            if job.status == JobStatus.QUEUED or worker_gone:
                 self._end(pipe, job, JobStatus.CANCELED)
                 return True
             if job.status == JobStatus.RUNNING:
@@ -356,10 +410,12 @@ class JobStore:
 
     # --- progress while running ----------------------------------------------------------------
 
-    # Writes of a running job land only while its record exists: a job deleted mid-render is not recreated.
+    # Writes of a running job land only while the writer holds its lease: a job deleted mid-render is not
+    # recreated, and a worker whose job was reaped and started elsewhere writes nothing more.
     _UPDATE_SCRIPT = """
-    if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-    if #ARGV > 4 then redis.call('HSET', KEYS[1], unpack(ARGV, 5)) end
+    local state = redis.call('HMGET', KEYS[1], 'status', 'lease')
+    if state[1] ~= 'running' or state[2] ~= ARGV[5] then return false end
+    if #ARGV > 5 then redis.call('HSET', KEYS[1], unpack(ARGV, 6)) end
     if ARGV[4] ~= '' then redis.call('RPUSH', KEYS[3], ARGV[4]) end
     return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'type', ARGV[1], 'data', ARGV[2])
     """
@@ -367,19 +423,21 @@ class JobStore:
     def update(
         self,
         job_id: str,
+        lease: int,
         fields: dict[str, str],
         event: EventType,
         data: dict[str, Any],
         keyframe: Keyframe | None = None,
     ) -> str | None:
-        """Set record fields, add a keyframe and append an event, atomically and only if the job still exists.
+        """Set record fields, add a keyframe and append an event, atomically and only while `lease` is the
+        running job's.
 
-        Returns the event's stream id, or None when the job is gone.
+        Returns the event's stream id, or None when the job is gone, ended or running under another lease.
         """
         flat = [item for pair in fields.items() for item in pair]
         keys = [job_key(job_id), events_key(job_id), keyframes_key(job_id)]
         keyframe_json = json.dumps(keyframe.__dict__) if keyframe else ""
-        args = [str(event), json.dumps(data), MAX_EVENTS, keyframe_json, *flat]
+        args = [str(event), json.dumps(data), MAX_EVENTS, keyframe_json, lease, *flat]
         return self.redis.eval(self._UPDATE_SCRIPT, len(keys), *keys, *args)
 
     def add_webhook_attempt(self, job_id: str, attempt: dict[str, Any]) -> None:
@@ -395,6 +453,42 @@ class JobStore:
             pipe.hincrbyfloat(STAGE_SECONDS_KEY, f"{stage}:sum", seconds)
             pipe.hincrby(STAGE_SECONDS_KEY, f"{stage}:count", 1)
             pipe.execute()
+
+    # --- the reaper ----------------------------------------------------------------------------
+
+    def mark_sent(self, job_id: str) -> None:
+        """The job's render message is with the broker."""
+        self.redis.zrem(UNSENT_KEY, job_id)
+
+    def unsent(self, recorded_before: float, limit: int = 100) -> list[str]:
+        """Queued jobs whose message was not known to be sent by `recorded_before` (lost between record and send)."""
+        return self.redis.zrangebyscore(UNSENT_KEY, "-inf", recorded_before, start=0, num=limit)
+
+    def reap(self, now: float, max_attempts: int, limit: int = 100) -> list[Job]:
+        """Running jobs whose lease ran out by `now` (their worker died with its host): each goes back to the
+        queue, unsent, or ends canceled (a cancel was asked) or failed `worker_lost` (after `max_attempts`).
+        Returns the jobs changed, as they are now."""
+        changed = []
+        for job_id in self.redis.zrangebyscore(LEASES_KEY, "-inf", now, start=0, num=limit):
+
+            def change(job: Job, pipe: redis.client.Pipeline) -> bool:
+                if job.status != JobStatus.RUNNING or (job.lease_until or 0) > now:
+                    pipe.zrem(LEASES_KEY, job.id)  # ended or renewed since it was listed
+                    return False
+                if job.cancel_requested:
+                    self._end(pipe, job, JobStatus.CANCELED)
+                elif job.attempts >= max_attempts:
+                    message = f"the worker running this job stopped {job.attempts} times (host lost or killed)"
+                    self._end(pipe, job, JobStatus.FAILED, error={"code": ErrorCode.WORKER_LOST, "message": message})
+                else:
+                    self._back_to_queue(pipe, job)
+                    pipe.zadd(UNSENT_KEY, {job.id: 0})
+                return True
+
+            job, reaped = self._change(job_id, change)
+            if reaped and job is not None:
+                changed.append(job)
+        return changed
 
     # --- deleting ------------------------------------------------------------------------------
 
@@ -415,6 +509,8 @@ class JobStore:
             pipe.zrem(owner_jobs_key(job.owner), job_id)
             pipe.srem(owner_active_key(job.owner), job_id)
             pipe.zrem(QUEUED_KEY, job_id)
+            pipe.zrem(UNSENT_KEY, job_id)
+            pipe.zrem(LEASES_KEY, job_id)
             pipe.hincrby(STATUS_COUNTS_KEY, job.status, -1)
             return job
 

@@ -1,12 +1,14 @@
 """Running one job on the resident pipeline: status transitions, events, uploads and the job's end.
 
 The Celery task (worker.render_tasks) is a thin shell around `JobRunner.run`: every outcome of a job is
-decided here, except storage outages, which the task retries (StorageError propagates).
+decided here, except storage outages, which the task retries (StorageError propagates). Each attempt
+holds the job's lease (a fencing token) and renews it while it runs; every write it makes is fenced by it.
 """
 
 import io
 import logging
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,8 +42,41 @@ def png_bytes(image) -> bytes:
     return buffer.getvalue()
 
 
+class LeaseKeeper:
+    """Renews a running job's lease from a thread while the job runs, so the reaper knows this worker lives.
+
+    `lost` turns True once the store refuses a renewal (the job was reaped and runs elsewhere, or ended):
+    the render then stops at its next step, and its late writes are refused by the store anyway.
+    """
+
+    def __init__(self, store: JobStore, job_id: str, lease: int, lease_seconds: float):
+        self.store, self.job_id, self.lease, self.lease_seconds = store, job_id, lease, lease_seconds
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name=f"lease-{job_id}", daemon=True)
+
+    def __enter__(self) -> "LeaseKeeper":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.lease_seconds / 4):
+            try:
+                if not self.store.renew(self.job_id, self.lease, self.lease_seconds):
+                    log.warning("job %s: lease %d is no longer this worker's; stopping", self.job_id, self.lease)
+                    self.lost = True
+                    return
+            except Exception:  # a Redis hiccup: the next renewal may get through before the lease runs out
+                log.warning("job %s: could not renew the lease", self.job_id, exc_info=True)
+
+
 class JobRunner:
-    """Runs jobs by id. Storage errors propagate (StorageError) so the task can retry the job later."""
+    """Runs jobs by id. On a storage outage the job goes back to the queue and StorageError propagates, so the
+    task can retry it later."""
 
     def __init__(
         self,
@@ -50,12 +85,14 @@ class JobRunner:
         notifier: WebhookNotifier,
         pipeline: Callable[[], PaintsUndoPipeline],
         max_attempts: int,
+        lease_seconds: float,
     ):
         self.store = store
         self.storage = storage
         self.notifier = notifier
         self.pipeline = pipeline
         self.max_attempts = max_attempts
+        self.lease_seconds = lease_seconds
 
     def run(self, job_id: str) -> None:
         """Run the job to its end (succeeded, failed with a code, canceled); StorageError propagates."""
@@ -81,85 +118,94 @@ class JobRunner:
         except CheckpointError as err:  # this process's models failed to load
             self.fail(job_id, ErrorCode.MODEL_UNAVAILABLE, str(err))
             return
-        job = self.store.start(job_id)
-        if job is None:  # canceled between the two reads
+        job = self.store.start(job_id, self.lease_seconds)
+        if job is None:  # canceled since, or running under a live lease elsewhere (a duplicate message)
+            log.info("job %s is not startable (ended, or running elsewhere); skipped", job_id)
             return
-        log.info("job %s started (attempt %d)", job_id, job.attempts)
+        log.info("job %s started (attempt %d, lease %d)", job_id, job.attempts, job.lease)
         self.notifier.notify(job, EventType.STARTED)
-        try:
-            video = self._render(job, pipeline)
-        except RenderCanceled:
-            self.end(job_id, JobStatus.CANCELED)
-        except InvalidInputError as err:
-            self.fail(job_id, ErrorCode.INVALID_INPUT, str(err))
-        except SoftTimeLimitExceeded:
-            self.fail(job_id, ErrorCode.TIMEOUT, "the job ran past the time limit (PAINTS_UNDO_JOB_SOFT_TIME_LIMIT)")
-        except StorageNotFound as err:
-            self.fail(job_id, ErrorCode.INVALID_INPUT, f"a file of this job is gone from storage: {err}")
-        except StorageError:
-            raise
-        except Exception as err:
-            log.exception("job %s failed", job_id)
-            self.fail(job_id, ErrorCode.RENDER_FAILED, f"{type(err).__name__}: {err}")
-        else:
-            self.end(job_id, JobStatus.SUCCEEDED, video=video)
+        with LeaseKeeper(self.store, job_id, job.lease, self.lease_seconds) as keeper:
+            self._attempt(job, pipeline, keeper)
         if self.store.get(job_id) is None:  # deleted while running: drop what was uploaded since
             self.storage.delete_prefix(job_prefix(job_id))
 
-    def _render(self, job: Job, pipeline: PaintsUndoPipeline) -> dict:
+    def _attempt(self, job: Job, pipeline: PaintsUndoPipeline, keeper: LeaseKeeper) -> None:
+        """One attempt under the job's lease: every outcome is written fenced by that lease."""
+        lease = job.lease
+        try:
+            video = self._render(job, pipeline, keeper)
+        except RenderCanceled:
+            self.end(job.id, JobStatus.CANCELED, lease=lease)
+        except InvalidInputError as err:
+            self.fail(job.id, ErrorCode.INVALID_INPUT, str(err), lease=lease)
+        except SoftTimeLimitExceeded:
+            message = "the job ran past the time limit (PAINTS_UNDO_JOB_SOFT_TIME_LIMIT)"
+            self.fail(job.id, ErrorCode.TIMEOUT, message, lease=lease)
+        except StorageNotFound as err:
+            self.fail(job.id, ErrorCode.INVALID_INPUT, f"a file of this job is gone from storage: {err}", lease=lease)
+        except StorageError:
+            self.store.requeue(job.id, lease)  # the task sends it again later
+            raise
+        except Exception as err:
+            log.exception("job %s failed", job.id)
+            self.fail(job.id, ErrorCode.RENDER_FAILED, f"{type(err).__name__}: {err}", lease=lease)
+        else:
+            self.end(job.id, JobStatus.SUCCEEDED, lease=lease, video=video)
+
+    def _render(self, job: Job, pipeline: PaintsUndoPipeline, keeper: LeaseKeeper) -> dict:
         image = read_image(io.BytesIO(self.storage.get(job.input_key)))
         settings = RenderSettings.model_validate(job.settings)
+        key = video_key(job.id, job.lease)
         with tempfile.TemporaryDirectory(prefix="paints-undo-") as folder:
             result = pipeline.render(
                 image,
                 Path(folder) / "video.mp4",
                 settings,
-                on_event=lambda event: self._on_event(job.id, event),
-                should_cancel=lambda: self.store.cancel_requested(job.id),
+                on_event=lambda event: self._on_event(job, event),
+                should_cancel=lambda: keeper.lost or self.store.cancel_requested(job.id),
             )
-            self.storage.put(video_key(job.id), result.video, "video/mp4")
+            self.storage.put(key, result.video, "video/mp4")
         return {
-            "key": video_key(job.id),
+            "key": key,
             "width": result.width,
             "height": result.height,
             "frames": len(result.frames),
             "fps": result.fps,
         }
 
-    def _on_event(self, job_id: str, event: RenderEvent) -> None:
+    def _on_event(self, job: Job, event: RenderEvent) -> None:
+        job_id, lease = job.id, job.lease
         eta = event.eta_seconds
         progress = {"progress": repr(event.progress), "eta_seconds": "" if eta is None else repr(eta)}
         data = {"progress": event.progress, "eta_seconds": eta}
         match event:
             case StageStarted(stage=stage):
                 data["stage"] = stage
-                self.store.update(job_id, {**progress, "stage": stage}, EventType.STAGE_STARTED, data)
+                self.store.update(job_id, lease, {**progress, "stage": stage}, EventType.STAGE_STARTED, data)
             case StageFinished(stage=stage, seconds=seconds):
                 data |= {"stage": stage, "seconds": seconds}
-                self.store.update(job_id, progress, EventType.STAGE_FINISHED, data)
+                self.store.update(job_id, lease, progress, EventType.STAGE_FINISHED, data)
                 self.store.observe_stage_seconds(stage, seconds)
             case StepFinished(stage=stage, step=step, total=total):
                 data |= {"stage": stage, "step": step, "total": total}
-                self.store.update(job_id, progress, EventType.PROGRESS, data)
+                self.store.update(job_id, lease, progress, EventType.PROGRESS, data)
             case PromptReady(prompt=prompt):
                 data["prompt"] = prompt
-                self.store.update(job_id, {**progress, "prompt": prompt}, EventType.PROMPT, data)
+                self.store.update(job_id, lease, {**progress, "prompt": prompt}, EventType.PROMPT, data)
             case KeyframeReady(index=index, undo_step=undo_step, image=image):
-                key = keyframe_key(job_id, index)
+                key = keyframe_key(job_id, lease, index)
                 self.storage.put(key, png_bytes(image), "image/png")
                 data |= {"index": index, "undo_step": undo_step, "key": key}
-                self.store.update(job_id, progress, EventType.KEYFRAME, data, Keyframe(index, undo_step, key))
-                if job := self.store.get(job_id):
-                    self.notifier.notify(job, EventType.KEYFRAME)
+                keyframe = Keyframe(index, undo_step, key)
+                if self.store.update(job_id, lease, progress, EventType.KEYFRAME, data, keyframe) is not None:
+                    self.notifier.notify(self.store.get(job_id) or job, EventType.KEYFRAME)
 
-    def end(self, job_id: str, status: JobStatus, **fields) -> None:
-        job = self.store.finish(job_id, status, **fields)
+    def end(self, job_id: str, status: JobStatus, *, lease: int | None = None, **fields) -> None:
+        """Finish the job (fenced by `lease` when given) and send its terminal webhook."""
+        job = self.store.finish(job_id, status, lease=lease, **fields)
         if job is not None:
             log.info("job %s %s", job_id, status)
             self.notifier.notify(job, EventType(f"job.{status}"))
 
-    def fail(self, job_id: str, code: ErrorCode, message: str) -> None:
-        self.end(job_id, JobStatus.FAILED, error={"code": str(code), "message": message})
-
-    def fail_storage_unavailable(self, job_id: str, err: StorageError) -> None:
-        self.fail(job_id, ErrorCode.STORAGE_UNAVAILABLE, f"storage unreachable: {err}")
+    def fail(self, job_id: str, code: ErrorCode, message: str, *, lease: int | None = None) -> None:
+        self.end(job_id, JobStatus.FAILED, lease=lease, error={"code": str(code), "message": message})

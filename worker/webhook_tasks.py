@@ -1,4 +1,4 @@
-"""Webhook delivery and the retention sweep: light tasks (no torch, no GPU) on the webhook queue.
+"""Webhook delivery, the retention sweep and the reaper: light tasks (no torch, no GPU) on the webhook queue.
 
 `WebhookTask` is the task base (Celery's "Instantiation" pattern): each worker process connects to
 Redis and storage once, on first use, and keeps the connections.
@@ -9,8 +9,9 @@ import time
 
 from celery import Task
 
-from jobs.queue import SWEEP_TASK, WEBHOOK_TASK
-from jobs.records import job_prefix
+from jobs.notify import WebhookNotifier
+from jobs.queue import REAP_TASK, SWEEP_TASK, WEBHOOK_TASK, TaskQueue
+from jobs.records import TERMINAL_EVENTS, job_prefix
 from jobs.settings import ServiceSettings
 from jobs.storage import Storage, StorageError, open_storage
 from jobs.store import JobStore, connect
@@ -18,6 +19,10 @@ from jobs.webhooks import WebhookError, backoff_seconds, check_target, deliver, 
 from worker.app import app
 
 log = logging.getLogger("worker.webhooks")
+
+# The API sends a job's render message right after recording the job; one still unsent after this long
+# was lost (the API process died in between, or the broker refused it after the record was made).
+UNSENT_GRACE_SECONDS = 30
 
 
 class WebhookTask(Task):
@@ -98,3 +103,34 @@ def delete_expired(store: JobStore, storage: Storage) -> int:
     if deleted:
         log.info("retention: deleted %d expired jobs", deleted)
     return deleted
+
+
+@app.task(bind=True, base=WebhookTask, name=REAP_TASK)
+def reap(task: WebhookTask) -> int:
+    """Jobs whose worker died with its host go back to the queue (or end); lost render messages are sent.
+    Returns how many jobs it acted on."""
+    queue = TaskQueue(task.app)
+    return reap_jobs(
+        task.store,
+        queue,
+        WebhookNotifier(queue, task.storage, task.settings.url_expiry_seconds),
+        task.settings.max_attempts,
+    )
+
+
+def reap_jobs(store: JobStore, queue: TaskQueue, notifier: WebhookNotifier, max_attempts: int) -> int:
+    now = time.time()
+    reaped = store.reap(now, max_attempts)
+    for job in reaped:
+        if job.status.is_terminal():
+            log.warning("reaper: job %s of a lost worker ended %s", job.id, job.status)
+            notifier.notify(job, TERMINAL_EVENTS[job.status])
+        else:
+            log.warning("reaper: job %s of a lost worker is queued again (attempt %d done)", job.id, job.attempts)
+    unsent = store.unsent(recorded_before=now - UNSENT_GRACE_SECONDS)
+    for job_id in unsent:
+        queue.render(job_id)
+        store.mark_sent(job_id)
+    if unsent:
+        log.info("reaper: sent %d render messages", len(unsent))
+    return len(reaped) + len(unsent)

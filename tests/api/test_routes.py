@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from services import free_port, start_redis_server
 
-from api.config import ApiSettings
+from api.config import ApiSettings, key_owner
 from api.deps import Services, get_services
 from api.main import create_app, create_services
 from jobs.errors import ErrorCode
@@ -232,12 +232,30 @@ def test_framework_errors_have_codes_too(client: TestClient) -> None:
 
 
 def test_an_unexpected_error_is_a_500_with_a_code(services: Services) -> None:
-    class Exploding(RecordingQueue):
-        def render(self, job_id: str) -> None:
+    class Exploding(JobService):
+        def list(self, owner: str, limit: int, cursor: str | None):
             raise ZeroDivisionError("a bug")
 
-    response = submit(client_for(services, Exploding()))
+    jobs = services.jobs
+    client = client_for(services)
+    exploding = Exploding(jobs.settings, jobs.store, jobs.storage, jobs.queue, jobs.notifier)
+    client.app.dependency_overrides[get_services] = lambda: replace(services, jobs=exploding)
+    response = client.get("/v1/jobs", headers={"Authorization": f"Bearer {ALICE}"})
     assert "a bug" not in error(response, 500, ErrorCode.INTERNAL_ERROR)
+
+
+def test_a_broker_failure_undoes_the_submission(services: Services, tmp_path: Path) -> None:
+    """The record was made, then the render message could not be sent: neither record nor file stays."""
+
+    class BrokerDown(RecordingQueue):
+        def render(self, job_id: str) -> None:
+            raise OSError("Error 111 connecting to the broker")
+
+    response = submit(client_for(services, BrokerDown()))
+    error(response, 503, ErrorCode.SERVICE_UNAVAILABLE)
+    assert response.headers["Retry-After"]
+    assert not list(tmp_path.glob("jobs/*/input"))
+    assert services.jobs.store.list_for_owner(key_owner(ALICE), 10) == []
 
 
 def test_cancel_and_delete(client: TestClient, services: Services, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from jobs.records import EventType, Job, JobStatus, Keyframe, input_key, new_job
 from jobs.store import (
     EXPIRY_KEY,
     FAILURES_KEY,
+    LEASES_KEY,
     PREFIX,
     QUEUED_KEY,
     STAGE_BUCKETS,
@@ -35,6 +36,7 @@ from jobs.store import (
 OWNER = "key-alice"
 OTHER = "key-bob"
 RETENTION = 3600
+LEASE = 60.0  # seconds
 # Creation times a second apart from a fixed past moment: ids and queue order follow them deterministically.
 T0 = 1_700_000_000.0
 
@@ -130,7 +132,7 @@ def test_queue_positions_follow_creation_and_close_up_when_a_job_starts(store: J
     first, second, third = create(store), create(store, OTHER), create(store)
     assert [store.queue_position(job.id) for job in (first, second, third)] == [1, 2, 3]
 
-    store.start(first.id)
+    store.start(first.id, LEASE)
 
     assert store.queue_position(first.id) is None
     assert [store.queue_position(job.id) for job in (second, third)] == [1, 2]
@@ -148,7 +150,7 @@ def test_active_jobs_limit_refuses_at_the_limit_and_frees_a_slot_when_a_job_fini
 
     create(store, OTHER, max_active=2)  # the limit is per owner
 
-    store.start(jobs[0].id)  # running still counts as active
+    store.start(jobs[0].id, LEASE)  # running still counts as active
     with pytest.raises(TooManyActiveJobs):
         store.create(make_job(), max_active=2)
 
@@ -201,7 +203,7 @@ def test_idempotency_keys_of_different_owners_are_independent(store: JobStore) -
 def test_start_marks_a_queued_job_running_with_one_attempt(store: JobStore) -> None:
     job = create(store)
     before = time.time()
-    started = store.start(job.id)
+    started = store.start(job.id, LEASE)
 
     assert started is not None
     assert started.status == JobStatus.RUNNING
@@ -215,10 +217,10 @@ def test_start_of_a_canceled_or_missing_job_is_none(store: JobStore) -> None:
     job = create(store)
     store.request_cancel(job.id)
 
-    assert store.start(job.id) is None
+    assert store.start(job.id, LEASE) is None
     after = store.get(job.id)
     assert after is not None and after.status == JobStatus.CANCELED and after.started_at is None
-    assert store.start("job_missing") is None
+    assert store.start("job_missing", LEASE) is None
     assert store.redis.exists(job_key("job_missing")) == 0
     assert_status_counts_consistent(store)
 
@@ -239,7 +241,7 @@ def test_cancel_of_a_queued_job_ends_it_at_once(store: JobStore) -> None:
 
 def test_cancel_of_a_running_job_only_flags_it(store: JobStore) -> None:
     job = create(store)
-    store.start(job.id)
+    store.start(job.id, LEASE)
     assert not store.cancel_requested(job.id)
 
     flagged, ended = store.request_cancel(job.id)
@@ -254,7 +256,7 @@ def test_cancel_of_a_running_job_only_flags_it(store: JobStore) -> None:
 
 def test_cancel_of_a_finished_job_changes_nothing(store: JobStore) -> None:
     job = create(store)
-    store.start(job.id)
+    store.start(job.id, LEASE)
     finished = store.finish(job.id, JobStatus.SUCCEEDED, video={"key": "v.mp4"})
     counts = store.redis.hgetall(STATUS_COUNTS_KEY)
 
@@ -274,7 +276,7 @@ def test_cancel_of_a_missing_job(store: JobStore) -> None:
 
 def test_cancel_requested_is_true_for_a_deleted_job(store: JobStore) -> None:
     job = create(store)
-    store.start(job.id)
+    store.start(job.id, LEASE)
     assert not store.cancel_requested(job.id)
     store.delete(job.id)
     assert store.cancel_requested(job.id)
@@ -283,7 +285,7 @@ def test_cancel_requested_is_true_for_a_deleted_job(store: JobStore) -> None:
 def test_finishing_twice_changes_nothing_the_second_time(store: JobStore) -> None:
     job = create(store)
     other = create(store)
-    store.start(job.id)
+    store.start(job.id, LEASE)
     error = {"code": ErrorCode.RENDER_FAILED, "message": "boom"}
 
     failed = store.finish(job.id, JobStatus.FAILED, error=error)
@@ -302,7 +304,7 @@ def test_finishing_twice_changes_nothing_the_second_time(store: JobStore) -> Non
 
 def test_finish_succeeded_stores_the_video_and_full_progress(store: JobStore) -> None:
     job = create(store)
-    store.start(job.id)
+    store.start(job.id, LEASE)
     video = {"key": "jobs/x/video.mp4", "width": 64, "height": 64, "frames": 8, "fps": 4}
 
     done = store.finish(job.id, JobStatus.SUCCEEDED, video=video)
@@ -314,10 +316,10 @@ def test_finish_succeeded_stores_the_video_and_full_progress(store: JobStore) ->
 def test_requeue_puts_a_running_job_back_and_refunds_the_attempt(store: JobStore) -> None:
     job = create(store)
     later = create(store)
-    store.start(job.id)
-    store.update(job.id, {"stage": "keyframes", "progress": "0.4"}, EventType.PROGRESS, {"progress": 0.4})
+    store.start(job.id, LEASE)
+    store.update(job.id, 1, {"stage": "keyframes", "progress": "0.4"}, EventType.PROGRESS, {"progress": 0.4})
 
-    assert store.requeue(job.id)
+    assert store.requeue(job.id, 1)
 
     back = store.get(job.id)
     assert back is not None
@@ -328,18 +330,109 @@ def test_requeue_puts_a_running_job_back_and_refunds_the_attempt(store: JobStore
     assert events(store, job.id)[-1] == EventType.QUEUED
     assert_status_counts_consistent(store)
 
-    assert not store.requeue(job.id)  # only a running job goes back
+    assert not store.requeue(job.id, 1)  # only a running job goes back
     assert store.get(job.id).attempts == 0  # type: ignore[union-attr]
-    assert store.start(job.id).attempts == 1  # type: ignore[union-attr]
+    assert store.start(job.id, LEASE).attempts == 1  # type: ignore[union-attr]
 
 
 def test_requeue_of_a_finished_job_is_refused(store: JobStore) -> None:
     job = create(store)
-    store.start(job.id)
+    store.start(job.id, LEASE)
     store.finish(job.id, JobStatus.CANCELED)
-    assert not store.requeue(job.id)
+    assert not store.requeue(job.id, 1)
     assert store.get(job.id).status == JobStatus.CANCELED  # type: ignore[union-attr]
     assert store.queue_position(job.id) is None
+
+
+# --- leases, fencing and the reaper ---------------------------------------------------------------
+
+
+def run_out(store: JobStore, job_id: str) -> None:
+    """As if the worker holding the job's lease stopped renewing it long ago."""
+    store.redis.hset(job_key(job_id), "lease_until", repr(time.time() - 1))
+    store.redis.zadd(LEASES_KEY, {job_id: time.time() - 1})
+
+
+def test_each_start_takes_a_new_lease_and_a_live_lease_keeps_others_out(store: JobStore) -> None:
+    job = create(store)
+    first = store.start(job.id, LEASE)
+    assert first is not None and first.lease == 1 and first.lease_until > time.time() + LEASE - 5
+    assert store.start(job.id, LEASE) is None  # a duplicate message while the worker lives
+    run_out(store, job.id)
+    second = store.start(job.id, LEASE)  # its worker died: the next delivery takes over
+    assert second is not None and (second.lease, second.attempts) == (2, 2)
+    assert_status_counts_consistent(store)
+
+
+def test_a_stale_lease_can_neither_renew_write_nor_finish(store: JobStore) -> None:
+    job = create(store)
+    store.start(job.id, LEASE)
+    run_out(store, job.id)
+    store.start(job.id, LEASE)  # lease 2 now
+    assert not store.renew(job.id, 1, LEASE)
+    assert store.update(job.id, 1, {"progress": "0.9"}, EventType.PROGRESS, {}) is None
+    assert store.finish(job.id, JobStatus.SUCCEEDED, lease=1, video={"key": "late"}) is None
+    current = store.get(job.id)
+    assert (current.status, current.progress, current.video) == (JobStatus.RUNNING, 0.0, None)
+    assert store.renew(job.id, 2, LEASE)
+    assert store.update(job.id, 2, {"progress": "0.5"}, EventType.PROGRESS, {}) is not None
+    assert store.finish(job.id, JobStatus.SUCCEEDED, lease=2) is not None
+
+
+def test_released_lease_lets_the_redelivered_message_start_at_once(store: JobStore) -> None:
+    job = create(store)
+    store.start(job.id, LEASE)
+    assert store.release(job.id)
+    assert store.start(job.id, LEASE).lease == 2  # type: ignore[union-attr]
+
+
+def test_the_reaper_requeues_a_lost_workers_job_and_marks_it_unsent(store: JobStore) -> None:
+    lost, alive = create(store), create(store)
+    store.start(lost.id, LEASE)
+    store.start(alive.id, LEASE)
+    run_out(store, lost.id)
+
+    (reaped,) = store.reap(time.time(), max_attempts=3)
+
+    assert (reaped.id, reaped.status, reaped.attempts) == (lost.id, JobStatus.QUEUED, 1)
+    assert store.unsent(time.time()) == [lost.id]
+    assert store.get(alive.id).status == JobStatus.RUNNING  # type: ignore[union-attr]
+    assert store.reap(time.time(), max_attempts=3) == []
+    assert events(store, lost.id)[-1] == EventType.QUEUED
+    assert_status_counts_consistent(store)
+
+
+def test_the_reaper_ends_a_canceled_or_worn_out_job(store: JobStore) -> None:
+    canceled, worn = create(store), create(store)
+    for job in (canceled, worn):
+        store.start(job.id, LEASE)
+    store.request_cancel(canceled.id)  # flagged only: its worker was alive then
+    run_out(store, canceled.id)
+    run_out(store, worn.id)
+
+    reaped = {job.id: job for job in store.reap(time.time(), max_attempts=1)}
+
+    assert reaped[canceled.id].status == JobStatus.CANCELED
+    assert reaped[worn.id].status == JobStatus.FAILED
+    assert reaped[worn.id].error["code"] == ErrorCode.WORKER_LOST  # type: ignore[index]
+    assert store.unsent(time.time()) == []
+    assert_status_counts_consistent(store)
+
+
+def test_cancel_of_a_job_whose_worker_is_gone_ends_it_at_once(store: JobStore) -> None:
+    job = create(store)
+    store.start(job.id, LEASE)
+    run_out(store, job.id)
+    after, ended = store.request_cancel(job.id)
+    assert ended and after.status == JobStatus.CANCELED  # type: ignore[union-attr]
+
+
+def test_a_new_job_is_unsent_until_its_message_is(store: JobStore) -> None:
+    job = create(store)
+    assert store.unsent(time.time()) == [job.id]
+    assert store.unsent(time.time() - 60) == []  # recorded just now: still within the grace
+    store.mark_sent(job.id)
+    assert store.unsent(time.time()) == []
 
 
 # --- progress ------------------------------------------------------------------------------------
@@ -347,11 +440,11 @@ def test_requeue_of_a_finished_job_is_refused(store: JobStore) -> None:
 
 def test_update_sets_fields_and_appends_the_event_and_keyframe(store: JobStore) -> None:
     job = create(store)
-    store.start(job.id)
+    store.start(job.id, LEASE)
 
-    first = store.update(job.id, {"stage": "keyframes", "progress": "0.25"}, EventType.STAGE_STARTED, {"n": 1})
+    first = store.update(job.id, 1, {"stage": "keyframes", "progress": "0.25"}, EventType.STAGE_STARTED, {"n": 1})
     second = store.update(
-        job.id, {"progress": "0.5"}, EventType.KEYFRAME, {"index": 0}, Keyframe(index=0, undo_step=400, key="k0")
+        job.id, 1, {"progress": "0.5"}, EventType.KEYFRAME, {"index": 0}, Keyframe(index=0, undo_step=400, key="k0")
     )
 
     assert first is not None and second is not None
@@ -367,11 +460,11 @@ def test_update_sets_fields_and_appends_the_event_and_keyframe(store: JobStore) 
 
 def test_update_after_delete_writes_nothing(store: JobStore) -> None:
     job = create(store)
-    store.start(job.id)
+    store.start(job.id, LEASE)
     store.delete(job.id)
 
     result = store.update(
-        job.id, {"progress": "0.9"}, EventType.PROGRESS, {"progress": 0.9}, Keyframe(index=1, undo_step=1, key="k")
+        job.id, 1, {"progress": "0.9"}, EventType.PROGRESS, {"progress": 0.9}, Keyframe(index=1, undo_step=1, key="k")
     )
 
     assert result is None
@@ -404,8 +497,8 @@ def test_list_for_owner_pages_newest_first(store: JobStore) -> None:
 def test_delete_removes_every_key_and_index_entry(store: JobStore) -> None:
     job = create(store)
     kept = create(store)
-    store.start(job.id)
-    store.update(job.id, {"progress": "0.5"}, EventType.KEYFRAME, {}, Keyframe(index=0, undo_step=1, key="k"))
+    store.start(job.id, LEASE)
+    store.update(job.id, 1, {"progress": "0.5"}, EventType.KEYFRAME, {}, Keyframe(index=0, undo_step=1, key="k"))
     store.add_webhook_attempt(job.id, {"status": 200})
     store.finish(job.id, JobStatus.SUCCEEDED)
     assert store.get(job.id).webhook_attempts == ({"status": 200},)  # type: ignore[union-attr]
@@ -435,12 +528,12 @@ def test_delete_of_a_queued_job_frees_its_slot_and_queue_place(store: JobStore) 
 def test_expired_lists_only_finished_jobs_past_retention(client: redis.Redis) -> None:
     store = JobStore(client, retention_seconds=1)
     done = create(store)
-    store.start(done.id)
+    store.start(done.id, LEASE)
     finished = store.finish(done.id, JobStatus.SUCCEEDED)
     canceled = create(store)
     store.request_cancel(canceled.id)
     running = create(store)
-    store.start(running.id)
+    store.start(running.id, LEASE)
     create(store)  # queued
 
     assert finished is not None
@@ -506,7 +599,7 @@ def test_cancel_racing_start_ends_in_exactly_one_outcome(redis_url: str, store: 
 
         def start(job_id: str = job.id, barrier: threading.Barrier = barrier, results: dict = results) -> None:
             barrier.wait()
-            results["start"] = starter.start(job_id)
+            results["start"] = starter.start(job_id, LEASE)
 
         threads = [threading.Thread(target=cancel), threading.Thread(target=start)]
         for thread in threads:
@@ -541,7 +634,7 @@ def test_delete_racing_finish_keeps_status_counts_consistent(
     """DELETE /v1/jobs/{id} of a running job flags it, then deletes; meanwhile its worker may finish it canceled.
     Here the worker's finish lands, deterministically, between delete()'s read and its writes."""
     job = create(store)
-    store.start(job.id)
+    store.start(job.id, LEASE)
     store.request_cancel(job.id)
     worker = JobStore(connect(redis_url, interactive=True), RETENTION)
     parse = job_from_redis

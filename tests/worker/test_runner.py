@@ -23,6 +23,7 @@ from model_core.pipeline import RenderResult
 from worker.runner import JobRunner
 
 MAX_ATTEMPTS = 3
+LEASE_SECONDS = 60.0
 
 
 @dataclass
@@ -92,7 +93,7 @@ def queued_job(store: JobStore, storage: LocalStorage) -> str:
 def run(store: JobStore, storage: LocalStorage, pipeline: Callable[[], FakePipeline]) -> tuple[str, RecordingNotifier]:
     notifier = RecordingNotifier()
     job_id = queued_job(store, storage)
-    JobRunner(store, storage, notifier, pipeline, MAX_ATTEMPTS).run(job_id)
+    JobRunner(store, storage, notifier, pipeline, MAX_ATTEMPTS, LEASE_SECONDS).run(job_id)
     return job_id, notifier
 
 
@@ -100,10 +101,10 @@ def test_a_render_that_succeeds_stores_the_video_and_keyframes(store: JobStore, 
     job_id, notifier = run(store, storage, lambda: FakePipeline())
     job = store.get(job_id)
     assert job.status == JobStatus.SUCCEEDED and job.progress == 1.0
-    assert job.video == {"key": video_key(job_id), "width": 24, "height": 16, "frames": 5, "fps": 4}
-    assert storage.get(video_key(job_id)) == b"an mp4"
+    assert job.video == {"key": video_key(job_id, 1), "width": 24, "height": 16, "frames": 5, "fps": 4}
+    assert storage.get(video_key(job_id, 1)) == b"an mp4"
     assert [(k.index, k.undo_step) for k in job.keyframes] == [(0, 400)]
-    assert Image.open(io.BytesIO(storage.get(keyframe_key(job_id, 0)))).size == (8, 8)
+    assert Image.open(io.BytesIO(storage.get(keyframe_key(job_id, 1, 0)))).size == (8, 8)
     assert job.prompt == "1girl, solo"
     assert notifier.sent == [(job_id, EventType.STARTED), (job_id, EventType.KEYFRAME), (job_id, EventType.SUCCEEDED)]
 
@@ -136,7 +137,7 @@ def test_a_cancel_ends_the_job_canceled(store: JobStore, storage: LocalStorage) 
 def test_a_cancel_requested_while_running_reaches_the_pipeline(store: JobStore, storage: LocalStorage) -> None:
     job_id = queued_job(store, storage)
     pipeline = FakePipeline(while_running=lambda: store.request_cancel(job_id))
-    JobRunner(store, storage, RecordingNotifier(), lambda: pipeline, MAX_ATTEMPTS).run(job_id)
+    JobRunner(store, storage, RecordingNotifier(), lambda: pipeline, MAX_ATTEMPTS, LEASE_SECONDS).run(job_id)
     assert pipeline.cancel_checks == [True]
     assert store.get(job_id).status == JobStatus.CANCELED
 
@@ -155,26 +156,28 @@ def test_a_missing_input_file_is_invalid_input(store: JobStore, storage: LocalSt
     notifier = RecordingNotifier()
     job_id = queued_job(store, storage)
     storage.delete_prefix(f"jobs/{job_id}/")
-    JobRunner(store, storage, notifier, lambda: FakePipeline(), MAX_ATTEMPTS).run(job_id)
+    JobRunner(store, storage, notifier, lambda: FakePipeline(), MAX_ATTEMPTS, LEASE_SECONDS).run(job_id)
     assert store.get(job_id).error["code"] == ErrorCode.INVALID_INPUT
 
 
-def test_a_storage_outage_propagates_and_leaves_the_job_running(store: JobStore, tmp_path: Path) -> None:
-    """The task retries it later (requeue + Celery retry); the runner must not fail the job."""
+def test_a_storage_outage_puts_the_job_back_in_the_queue_and_propagates(store: JobStore, tmp_path: Path) -> None:
+    """The task retries it later (Celery retry with backoff); the runner must not fail the job."""
     storage = LocalStorage(tmp_path, b"s" * 32, "http://127.0.0.1:8000")
     job_id = queued_job(store, storage)
     broken = BrokenStorage(tmp_path, b"s" * 32, "http://127.0.0.1:8000")
     with pytest.raises(StorageError):
-        JobRunner(store, broken, RecordingNotifier(), lambda: FakePipeline(), MAX_ATTEMPTS).run(job_id)
-    assert store.get(job_id).status == JobStatus.RUNNING
+        JobRunner(store, broken, RecordingNotifier(), lambda: FakePipeline(), MAX_ATTEMPTS, LEASE_SECONDS).run(job_id)
+    job = store.get(job_id)
+    assert (job.status, job.attempts) == (JobStatus.QUEUED, 0)  # the outage does not count as an attempt
 
 
 def test_a_job_whose_worker_died_too_often_fails_as_worker_lost(store: JobStore, storage: LocalStorage) -> None:
     job_id = queued_job(store, storage)
     for _ in range(MAX_ATTEMPTS):
-        store.start(job_id)  # each start counts an attempt; a killed worker never ends it
+        store.start(job_id, LEASE_SECONDS)  # each start counts an attempt; a killed worker never ends it
+        store.release(job_id)
     pipeline = FakePipeline()
-    JobRunner(store, storage, RecordingNotifier(), lambda: pipeline, MAX_ATTEMPTS).run(job_id)
+    JobRunner(store, storage, RecordingNotifier(), lambda: pipeline, MAX_ATTEMPTS, LEASE_SECONDS).run(job_id)
     job = store.get(job_id)
     assert (job.status, job.error["code"]) == (JobStatus.FAILED, ErrorCode.WORKER_LOST)
     assert pipeline.cancel_checks == []  # never rendered
@@ -184,6 +187,40 @@ def test_a_finished_job_is_not_run_again(store: JobStore, storage: LocalStorage)
     """A redelivered message of a job that ended already (acks late) does nothing."""
     job_id, notifier = run(store, storage, lambda: FakePipeline())
     pipeline = FakePipeline()
-    JobRunner(store, storage, notifier, lambda: pipeline, MAX_ATTEMPTS).run(job_id)
+    JobRunner(store, storage, notifier, lambda: pipeline, MAX_ATTEMPTS, LEASE_SECONDS).run(job_id)
     assert pipeline.cancel_checks == []
     assert store.get(job_id).attempts == 1
+
+
+def test_a_worker_that_lost_its_lease_stops_and_writes_nothing_more(store: JobStore, storage: LocalStorage) -> None:
+    """Its job was reaped and started elsewhere (lease 2): this worker's events and end are refused, and the
+    job stays the new worker's."""
+    job_id = queued_job(store, storage)
+
+    def taken_over() -> None:
+        store.release(job_id)
+        store.start(job_id, LEASE_SECONDS)  # another worker, lease 2
+
+    pipeline = FakePipeline(while_running=taken_over)
+    runner = JobRunner(store, storage, RecordingNotifier(), lambda: pipeline, MAX_ATTEMPTS, LEASE_SECONDS)
+    runner.run(job_id)
+    job = store.get(job_id)
+    assert (job.status, job.lease) == (JobStatus.RUNNING, 2)
+    assert store.renew(job_id, 2, LEASE_SECONDS)
+
+
+def test_the_lease_is_renewed_while_the_job_runs(store: JobStore, storage: LocalStorage) -> None:
+    job_id = queued_job(store, storage)
+    renewals: list[float] = []
+
+    def wait_for_two_renewals() -> None:
+        job = store.get(job_id)
+        first = job.lease_until
+        while len(renewals) < 2:
+            now = store.get(job_id).lease_until
+            if now != (renewals[-1] if renewals else first):
+                renewals.append(now)
+
+    pipeline = FakePipeline(while_running=wait_for_two_renewals)
+    JobRunner(store, storage, RecordingNotifier(), lambda: pipeline, MAX_ATTEMPTS, lease_seconds=0.2).run(job_id)
+    assert renewals == sorted(renewals) and store.get(job_id).status == JobStatus.SUCCEEDED

@@ -26,7 +26,7 @@ def gone(store: JobStore, storage, job_id: str) -> bool:
     if store.get(job_id) is not None:
         return False
     try:
-        storage.get(video_key(job_id))
+        storage.get(video_key(job_id, 1))
     except StorageNotFound:
         return True
     return False
@@ -40,8 +40,8 @@ def test_the_scheduler_has_finished_jobs_past_retention_deleted(tmp_path: Path) 
         for status in (JobStatus.SUCCEEDED, JobStatus.RUNNING):
             job_id = new_job_id(time.time())
             store.create(Job(job_id, "owner", JobStatus.QUEUED, {}, input_key(job_id), time.time()), max_active=9)
-            storage.put(video_key(job_id), b"video", "video/mp4")
-            store.start(job_id)
+            storage.put(video_key(job_id, 1), b"video", "video/mp4")
+            store.start(job_id, 60)
             if status.is_terminal():
                 store.finish(job_id, status)
             ids[status] = job_id
@@ -71,4 +71,4 @@ def test_the_scheduler_has_finished_jobs_past_retention_deleted(tmp_path: Path) 
         assert "Scheduler: Sending due task sweep-expired-jobs" in logs["worker.scheduler.log"]
         # A running job is never swept, however old.
         assert store.get(ids[JobStatus.RUNNING]) is not None
-        assert storage.get(video_key(ids[JobStatus.RUNNING])) == b"video"
+        assert storage.get(video_key(ids[JobStatus.RUNNING], 1)) == b"video"

@@ -35,9 +35,9 @@ def make_job(worker: Worker, status: JobStatus) -> str:
     job = Job(id=job_id, owner="o", status=JobStatus.QUEUED, settings={}, input_key=input_key(job_id), created_at=0)
     worker.store.create(job, max_active=100)
     worker.storage.put(job.input_key, b"picture", "image/png")
-    worker.storage.put(video_key(job_id), b"video", "video/mp4")
+    worker.storage.put(video_key(job_id, 1), b"video", "video/mp4")
     if status != JobStatus.QUEUED:
-        worker.store.start(job_id)
+        worker.store.start(job_id, 60)
         if status.is_terminal():
             worker.store.finish(job_id, status)
     return job_id
@@ -55,5 +55,5 @@ def test_sweep_deletes_finished_jobs_past_retention_and_their_files(worker: Work
         assert [path for path in (tmp_path / "jobs" / job_id).rglob("*") if path.is_file()] == []
     for job_id in unfinished:  # queued and running jobs never expire
         assert worker.store.get(job_id) is not None
-        assert worker.storage.get(video_key(job_id)) == b"video"
+        assert worker.storage.get(video_key(job_id, 1)) == b"video"
     assert worker.sweep_expired() == 0
