@@ -38,7 +38,7 @@ from model_core.interpolation import BUCKETS
 from model_core.keyframes import KeyframeModel
 from model_core.pipeline import PaintsUndoPipeline, RenderResult
 from model_core.samplers import SamplerStep
-from model_core.settings import RenderSettings, describe_validation_error
+from model_core.settings import RenderSettings, describe_validation_error, keyframe_size
 from model_core.sources import TINY_MODEL, ModelSources, fetch_model_sources
 from model_core.tagger import Tagger
 from model_core.video import check_mp4_path
@@ -70,6 +70,8 @@ def _keyframes(args: argparse.Namespace, scratch: Path) -> None:
     model = KeyframeModel.from_pretrained(sources.keyframe_model, device=device, dtype=pick_dtype(args.dtype, device))
     prompt = args.prompt if args.prompt is not None else Tagger.from_pretrained(sources.tagger).tag(image)
     print(f"prompt: {prompt}", file=sys.stderr)
+    width, height = keyframe_size(args.width, args.height, image.shape[1], image.shape[0])
+    print(f"keyframes: {width}x{height}", file=sys.stderr)
     with tqdm(total=args.steps, desc="keyframes", unit="step") as bar:
 
         def advance(step: SamplerStep) -> None:
@@ -80,8 +82,8 @@ def _keyframes(args: argparse.Namespace, scratch: Path) -> None:
             prompt=prompt,
             negative_prompt=args.negative_prompt,
             undo_steps=args.undo_steps,
-            width=args.width,
-            height=args.height,
+            width=width,
+            height=height,
             steps=args.steps,
             cfg=args.cfg,
             seed=args.seed,
@@ -193,7 +195,13 @@ def _flag_type(annotation: Any) -> Any:
         return annotation
     if typing.get_origin(annotation) is list:
         return lambda text: [int(item) for item in text.split(",")]
+    if int in typing.get_args(annotation):  # width, height: pixels or "auto"
+        return _side
     return str
+
+
+def _side(text: str) -> int | str:
+    return text if text == "auto" else int(text)
 
 
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -255,8 +263,12 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULTS.undo_steps,
         help="comma-separated operation steps 0..999 (default: 400,600,800,900,950,999)",
     )
-    keyframes.add_argument("--width", type=int, default=DEFAULTS.width)
-    keyframes.add_argument("--height", type=int, default=DEFAULTS.height)
+    size_help = (
+        '"auto" (default): about 512x640 pixels with the aspect ratio nearest the picture\'s; the picture is '
+        "center-cropped to the keyframes' aspect"
+    )
+    keyframes.add_argument("--width", type=_side, default=DEFAULTS.width, help=size_help)
+    keyframes.add_argument("--height", type=_side, default=DEFAULTS.height, help=size_help)
     keyframes.add_argument("--steps", type=int, default=DEFAULTS.keyframe_steps)
     keyframes.add_argument("--cfg", type=float, default=DEFAULTS.keyframe_cfg)
     keyframes.add_argument("--seed", type=int, default=DEFAULTS.keyframe_seed)

@@ -155,6 +155,8 @@ class PaintsUndoPipeline:
         if not output.parent.is_dir():  # found now, not after minutes of sampling
             raise InvalidInputError(f"The folder of {output} does not exist: create it first.")
 
+        # "auto" sides become pixels for this picture; explicit ones stay as given.
+        settings = settings.with_size(image.shape[1], image.shape[0])
         clip_height, clip_width = find_best_bucket(settings.height, settings.width, self.buckets)
         progress = RenderProgress(
             expected_work(settings, clip_width * clip_height, tagging=settings.prompt is None),

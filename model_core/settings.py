@@ -5,9 +5,10 @@ Defaults and bounds are the reference app's; seeds are bounded to 32 bits so tha
 in any language hold them exactly.
 """
 
-from typing import Annotated, TypedDict
+import math
+from typing import Annotated, Literal, TypedDict
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, ValidationError, WithJsonSchema
 
 MAX_SEED = 2**32 - 1
 MAX_PROMPT_CHARS = 2000  # the text encoders read 77 tokens; this only bounds what a job record holds
@@ -50,7 +51,70 @@ def _distinct(steps: list[int]) -> list[int]:
 Prompt = Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
 UndoStep = Annotated[int, Field(ge=0, le=MAX_UNDO_STEP)]
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
-Side = Annotated[int, Field(ge=256, le=1024, multiple_of=64)]
+MIN_SIDE, MAX_SIDE, SIDE_STEP = 256, 1024, 64
+# The reference's keyframe size; an automatic size has about its pixel count.
+REFERENCE_SIZE = (512, 640)
+
+
+def _side_or_auto(value: object) -> int | Literal["auto"]:
+    """A keyframe side: "auto", or an integer 256..1024 that is a multiple of 64 (one error, naming both)."""
+    if value == "auto" and isinstance(value, str):
+        return "auto"
+    expected = f'"auto" or an integer {MIN_SIDE}..{MAX_SIDE} that is a multiple of {SIDE_STEP}'
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"must be {expected}, not {type(value).__name__} {value!r:.40}")
+    if not MIN_SIDE <= value <= MAX_SIDE or value % SIDE_STEP:
+        raise ValueError(f"must be {expected}, not {value}")
+    return value
+
+
+SIDE_SCHEMA = {
+    "anyOf": [
+        {"type": "integer", "minimum": MIN_SIDE, "maximum": MAX_SIDE, "multipleOf": SIDE_STEP},
+        {"type": "string", "const": "auto"},
+    ]
+}
+SideOrAuto = Annotated[int | Literal["auto"], PlainValidator(_side_or_auto), WithJsonSchema(SIDE_SCHEMA)]
+
+
+def _auto_sizes() -> list[tuple[int, int]]:
+    """(width, height) candidates of the automatic size: for each width, the height whose area is nearest the
+    reference's 512x640 (ties: the smaller), and the same sizes turned: 512x640, 576x576, 768x448, 448x768..."""
+    target = REFERENCE_SIZE[0] * REFERENCE_SIZE[1]
+    sides = range(MIN_SIDE, MAX_SIDE + 1, SIDE_STEP)
+    landscape = {(width, min(sides, key=lambda height: abs(width * height - target))) for width in sides}
+    return sorted(landscape | {(height, width) for width, height in landscape})
+
+
+AUTO_SIZES = _auto_sizes()
+
+
+def _nearest_side(length: float) -> int:
+    return min(max(round(length / SIDE_STEP) * SIDE_STEP, MIN_SIDE), MAX_SIDE)
+
+
+def keyframe_size(
+    width: int | Literal["auto"], height: int | Literal["auto"], picture_width: int, picture_height: int
+) -> tuple[int, int]:
+    """The keyframe (width, height) for a picture of picture_width x picture_height pixels.
+
+    Explicit sides are kept as they are. Both "auto": of the sizes with about 512x640 pixels (multiples of 64,
+    256..1024 a side), the one whose aspect ratio is nearest the picture's (by log ratio; ties: the larger
+    area), so a 960x540 picture gets 768x448 and a square one 576x576. One "auto": the multiple of 64 that
+    keeps the picture's aspect best next to the given side. The picture is scaled to cover the size and
+    center-cropped, so only an aspect ratio that differs from the picture's loses its edges.
+    """
+    if picture_width <= 0 or picture_height <= 0:
+        raise ValueError(f"picture size must be positive, got {picture_width}x{picture_height}")
+    aspect = picture_width / picture_height
+    if width == "auto" and height == "auto":
+        return min(AUTO_SIZES, key=lambda size: (abs(math.log(size[0] / size[1] / aspect)), -size[0] * size[1]))
+    if width == "auto":
+        assert height != "auto"
+        return _nearest_side(height * aspect), height
+    if height == "auto":
+        return width, _nearest_side(width / aspect)
+    return width, height
 
 
 class RenderSettings(BaseModel):
@@ -78,8 +142,22 @@ class RenderSettings(BaseModel):
             ),
         )
     )
-    width: Side = Field(512, description="Keyframe width in pixels: 256..1024, a multiple of 64.")
-    height: Side = Field(640, description="Keyframe height in pixels: 256..1024, a multiple of 64.")
+    width: SideOrAuto = Field(
+        "auto",
+        description=(
+            'Keyframe width in pixels: 256..1024, a multiple of 64, or "auto" (the default). With both sides '
+            '"auto" the size has about the reference\'s 512x640 pixels and the aspect ratio nearest the '
+            'picture\'s (a 960x540 picture gets 768x448, a square one 576x576); with one side given, "auto" '
+            "keeps the picture's aspect next to it. The picture is scaled to cover the size and center-cropped: "
+            "what lies outside that aspect ratio is cut. The video's frames have the aspect of the keyframes."
+        ),
+        examples=["auto", 512],
+    )
+    height: SideOrAuto = Field(
+        "auto",
+        description='Keyframe height in pixels: 256..1024, a multiple of 64, or "auto" (the default); see width.',
+        examples=["auto", 640],
+    )
     keyframe_steps: int = Field(50, ge=1, le=100, description="Sampler steps of the keyframe model (DPM++ 2M).")
     keyframe_cfg: float = Field(3.0, ge=1, le=32, description="Classifier-free guidance scale of the keyframe model.")
     keyframe_seed: Seed = Field(12345, description="Seed of the keyframes' initial noise, 0..2^32-1.")
@@ -103,6 +181,17 @@ class RenderSettings(BaseModel):
     )
     fps: int = Field(4, ge=1, le=30, description="Frames per second of the video.")
 
+    def with_size(self, picture_width: int, picture_height: int) -> "RenderSettings":
+        """These settings with width and height in pixels for a picture of that size (see `keyframe_size`)."""
+        width, height = keyframe_size(self.width, self.height, picture_width, picture_height)
+        return self.model_copy(update={"width": width, "height": height})
+
+    def size(self) -> tuple[int, int]:
+        """(width, height) in pixels; ValueError while one is still "auto" (resolve it with `with_size`)."""
+        if self.width == "auto" or self.height == "auto":
+            raise ValueError('the keyframe size is "auto": resolve it for the picture with with_size() first')
+        return self.width, self.height
+
     @property
     def frame_count(self) -> int:
         """Frames of the video: 15 per clip, one clip per keyframe plus one to the blank canvas."""
@@ -110,12 +199,13 @@ class RenderSettings(BaseModel):
 
     def keyframe_arguments(self, prompt: str) -> KeyframeArguments:
         """`KeyframeModel.generate`'s arguments. prompt: `self.prompt`, or the tagger's when that is None."""
+        width, height = self.size()
         return KeyframeArguments(
             prompt=prompt,
             negative_prompt=self.negative_prompt,
             undo_steps=list(self.undo_steps),
-            width=self.width,
-            height=self.height,
+            width=width,
+            height=height,
             steps=self.keyframe_steps,
             cfg=self.keyframe_cfg,
             seed=self.keyframe_seed,

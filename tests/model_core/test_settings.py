@@ -1,10 +1,12 @@
+import math
 import subprocess
 import sys
 
 import pytest
 from pydantic import ValidationError
 
-from model_core.settings import RenderSettings, describe_validation_error
+from model_core.settings import AUTO_SIZES as AUTO_SIZES_CANDIDATES
+from model_core.settings import RenderSettings, describe_validation_error, keyframe_size
 
 
 def test_defaults_are_the_reference_apps():
@@ -13,8 +15,8 @@ def test_defaults_are_the_reference_apps():
         "prompt": None,
         "negative_prompt": "lowres, bad anatomy, bad hands, cropped, worst quality",
         "undo_steps": [400, 600, 800, 900, 950, 999],
-        "width": 512,
-        "height": 640,
+        "width": "auto",  # ours: about the reference's 512x640 pixels, in the picture's aspect
+        "height": "auto",
         "keyframe_steps": 50,
         "keyframe_cfg": 3.0,
         "keyframe_seed": 12345,
@@ -32,7 +34,7 @@ INVALID = [
     ("undo_steps", []), ("undo_steps", [1000]), ("undo_steps", [-1]), ("undo_steps", [5, 5]),
     ("undo_steps", list(range(21))), ("undo_steps", "400"),
     ("width", 100), ("width", 1088), ("width", 352), ("width", 192),
-    ("height", 1024 + 64),
+    ("height", 1024 + 64), ("width", "512"), ("width", "Auto"), ("width", 512.0), ("height", True), ("height", None),
     ("keyframe_steps", 0), ("keyframe_steps", 101), ("keyframe_steps", "50"), ("keyframe_steps", 50.0),
     ("video_cache_interval", 0), ("video_cache_interval", 11), ("video_cache_interval", 2.0),
     ("keyframe_steps", True),
@@ -114,7 +116,58 @@ def test_settings_are_frozen():
     settings = RenderSettings()
     with pytest.raises(ValidationError):
         settings.width = 256
-    assert settings.width == 512
+    assert settings.width == "auto"
+
+
+# (picture width, height) -> automatic keyframe (width, height)
+AUTO_SIZES = [
+    ((512, 640), (512, 640)), ((1024, 1280), (512, 640)), ((1000, 1000), (576, 576)),
+    ((960, 540), (768, 448)), ((1920, 1080), (768, 448)), ((540, 960), (448, 768)),
+    ((1024, 768), (640, 512)), ((768, 1024), (512, 640)), ((3000, 100), (1024, 256)), ((100, 3000), (256, 1024)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("picture", "expected"), AUTO_SIZES)
+def test_auto_size_keeps_the_pictures_aspect_at_about_the_reference_pixel_count(picture, expected):
+    width, height = RenderSettings().with_size(*picture).size()
+    assert (width, height) == expected
+    assert width % 64 == 0 and height % 64 == 0 and 256 <= min(width, height) and max(width, height) <= 1024
+    assert 0.75 <= width * height / (512 * 640) <= 1.1
+
+
+def test_auto_size_picks_the_nearest_aspect_of_all_candidates():
+    for picture in [(960, 540), (1000, 1000), (640, 512), (123, 457), (4000, 3000)]:
+        aspect = picture[0] / picture[1]
+        chosen = keyframe_size("auto", "auto", *picture)
+        best = min(abs(math.log(w / h / aspect)) for w, h in AUTO_SIZES_CANDIDATES)
+        assert abs(math.log(chosen[0] / chosen[1] / aspect)) == best
+
+
+def test_explicit_sizes_are_kept_whatever_the_picture():
+    assert RenderSettings(width=512, height=640).with_size(960, 540).size() == (512, 640)
+    assert RenderSettings(width=256, height=1024).with_size(10, 10).size() == (256, 1024)
+    assert RenderSettings(width=512, height=640).keyframe_arguments("x")["width"] == 512
+
+
+def test_one_auto_side_follows_the_pictures_aspect_next_to_the_other():
+    assert RenderSettings(width=768).with_size(960, 540).size() == (768, 448)
+    assert RenderSettings(height=512).with_size(1000, 1000).size() == (512, 512)
+    assert RenderSettings(width=1024).with_size(100, 3000).size() == (1024, 1024)  # clamped to the range
+
+
+def test_auto_size_must_be_resolved_before_use():
+    with pytest.raises(ValueError, match="auto"):
+        RenderSettings().keyframe_arguments("x")
+    assert RenderSettings().with_size(960, 540).keyframe_arguments("x")["width"] == 768
+    with pytest.raises(ValueError):
+        keyframe_size("auto", "auto", 0, 10)
+
+
+def test_settings_schema_documents_auto_sides():
+    width = RenderSettings.model_json_schema()["properties"]["width"]
+    assert width["default"] == "auto" and "center-cropped" in width["description"]
+    assert {"type": "string", "const": "auto"} in width["anyOf"]
+    assert {"type": "integer", "minimum": 256, "maximum": 1024, "multipleOf": 64} in width["anyOf"]
 
 
 def test_model_arguments_carry_each_field_to_its_parameter():
