@@ -20,7 +20,7 @@ from jobs.notify import WebhookNotifier
 from jobs.queue import TaskQueue, create_celery
 from jobs.service import JobService
 from jobs.storage import INTERACTIVE, open_storage
-from jobs.store import JobStore, connect
+from jobs.store import open_store
 from jobs.webhooks import parse_secret
 
 DESCRIPTION = """Turns one finished illustration into a timelapse video of how it might have been drawn (Paints-UNDO).
@@ -40,13 +40,13 @@ def create_services(settings: ApiSettings) -> Services:
     settings = settings.model_copy(update={"api_keys": ()})
     storage = open_storage(settings, INTERACTIVE)
     queue = TaskQueue(create_celery(settings))
-    store = JobStore(connect(settings.redis_url, interactive=True), settings.retention_seconds)
+    store = open_store(settings, interactive=True)
     notifier = WebhookNotifier(queue, storage, settings.url_expiry_seconds)
     return Services(
         settings=settings,
         owners=owners,
         jobs=JobService(settings, store, storage, queue, notifier),
-        events=EventReader(settings.redis_url, block_seconds=events.KEEPALIVE_SECONDS),
+        events=EventReader(settings.redis_url, events.KEEPALIVE_SECONDS, store.keys),
     )
 
 

@@ -38,8 +38,12 @@ def celery_config(settings: ServiceSettings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
-        # A message nobody acknowledged within this time (its worker host vanished) is delivered again.
-        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout},
+        "broker_transport_options": {
+            # A message nobody acknowledged within this time is delivered again (the reaper acts sooner).
+            "visibility_timeout": settings.visibility_timeout,
+            # Celery's own keys (queues, unacknowledged messages) under the service's prefix too.
+            "global_keyprefix": settings.redis_prefix,
+        },
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
         "worker_send_task_events": False,

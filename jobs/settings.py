@@ -25,6 +25,12 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PAINTS_UNDO_", frozen=True, extra="ignore")
 
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Job records, events and the Celery broker.")
+    redis_prefix: str = Field(
+        "pu:",
+        pattern=r"^[A-Za-z0-9_.:-]{1,32}$",
+        description="Every Redis key of this service (job records and Celery's queues) starts with it: give each "
+        "service sharing one Redis its own.",
+    )
     storage_url: str = Field(
         "file://./data",
         description="Where inputs and results go: s3://bucket/prefix, or file://FOLDER for one machine.",

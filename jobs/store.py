@@ -4,7 +4,7 @@ Celery carries the work (a message holding only the job id); this module holds w
 Every status change is a WATCH/MULTI transaction that also appends its event, so a cancel racing a
 worker's start ends in exactly one of the two outcomes. Light: no torch.
 
-Keys (prefix `pu:`):
+Keys (under a prefix, `pu:` by default; see `Keys`):
   job:{id}              hash: the record (fields of `Job`)
   job:{id}:keyframes    list of {"index", "undo_step", "key"} JSON, in arrival order
   job:{id}:webhooks     list of delivery attempts (JSON), in order
@@ -34,15 +34,8 @@ from redis.retry import Retry
 
 from jobs.errors import ErrorCode, IdempotencyConflict, TooManyActiveJobs
 from jobs.records import TERMINAL_EVENTS, Event, EventType, Job, JobStatus, Keyframe
+from jobs.settings import ServiceSettings
 
-PREFIX = "pu:"
-QUEUED_KEY = PREFIX + "queued"
-UNSENT_KEY = PREFIX + "unsent"
-LEASES_KEY = PREFIX + "leases"
-EXPIRY_KEY = PREFIX + "expiry"
-STATUS_COUNTS_KEY = PREFIX + "metrics:status"
-FAILURES_KEY = PREFIX + "metrics:failures"
-STAGE_SECONDS_KEY = PREFIX + "metrics:stage_seconds"
 STAGE_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800)
 MAX_EVENTS = 10_000  # per job; a default render writes about 300
 
@@ -117,47 +110,86 @@ def connect(url: str, *, interactive: bool = False) -> redis.Redis:
     )
 
 
-def job_key(job_id: str) -> str:
-    return f"{PREFIX}job:{job_id}"
+def open_store(settings: ServiceSettings, *, interactive: bool = False) -> "JobStore":
+    """The job store the settings name: their Redis (see `connect`), retention and key prefix."""
+    client = connect(settings.redis_url, interactive=interactive)
+    return JobStore(client, settings.retention_seconds, Keys(settings.redis_prefix))
 
 
-def keyframes_key(job_id: str) -> str:
-    return f"{PREFIX}job:{job_id}:keyframes"
+@dataclass(frozen=True)
+class Keys:
+    """The names of the service's Redis keys, all under `prefix` (PAINTS_UNDO_REDIS_PREFIX), so several
+    services can share one Redis."""
 
+    prefix: str = "pu:"
 
-def webhooks_key(job_id: str) -> str:
-    return f"{PREFIX}job:{job_id}:webhooks"
+    @property
+    def queued(self) -> str:
+        return f"{self.prefix}queued"
 
+    @property
+    def unsent(self) -> str:
+        return f"{self.prefix}unsent"
 
-def events_key(job_id: str) -> str:
-    return f"{PREFIX}job:{job_id}:events"
+    @property
+    def leases(self) -> str:
+        return f"{self.prefix}leases"
 
+    @property
+    def expiry(self) -> str:
+        return f"{self.prefix}expiry"
 
-def owner_jobs_key(owner: str) -> str:
-    return f"{PREFIX}owner:{owner}:jobs"
+    @property
+    def status_counts(self) -> str:
+        return f"{self.prefix}metrics:status"
 
+    @property
+    def failures(self) -> str:
+        return f"{self.prefix}metrics:failures"
 
-def owner_active_key(owner: str) -> str:
-    return f"{PREFIX}owner:{owner}:active"
+    @property
+    def stage_seconds(self) -> str:
+        return f"{self.prefix}metrics:stage_seconds"
 
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
 
-def idempotency_key(owner: str, key_hash: str) -> str:
-    return f"{PREFIX}owner:{owner}:idem:{key_hash}"
+    def keyframes(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}:keyframes"
+
+    def webhooks(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}:webhooks"
+
+    def events(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}:events"
+
+    def owner_jobs(self, owner: str) -> str:
+        return f"{self.prefix}owner:{owner}:jobs"
+
+    def owner_active(self, owner: str) -> str:
+        return f"{self.prefix}owner:{owner}:active"
+
+    def idempotency(self, owner: str, key_hash: str) -> str:
+        return f"{self.prefix}owner:{owner}:idem:{key_hash}"
+
+    def worker(self, name: str) -> str:
+        return f"{self.prefix}worker:{name}"
 
 
 class JobStore:
-    def __init__(self, client: redis.Redis, retention_seconds: int):
+    def __init__(self, client: redis.Redis, retention_seconds: int, keys: Keys = Keys()):
         self.redis = client
         self.retention_seconds = retention_seconds
+        self.keys = keys
 
     # --- reading -------------------------------------------------------------------------------
 
     def get(self, job_id: str, owner: str | None = None) -> Job | None:
         """The job, or None when it does not exist or (given `owner`) belongs to someone else."""
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(job_key(job_id))
-            pipe.lrange(keyframes_key(job_id), 0, -1)
-            pipe.lrange(webhooks_key(job_id), 0, -1)
+            pipe.hgetall(self.keys.job(job_id))
+            pipe.lrange(self.keys.keyframes(job_id), 0, -1)
+            pipe.lrange(self.keys.webhooks(job_id), 0, -1)
             fields, keyframes, attempts = pipe.execute()
         if not fields or (owner is not None and fields["owner"] != owner):
             return None
@@ -166,26 +198,26 @@ class JobStore:
     def list_for_owner(self, owner: str, limit: int, before: str | None = None) -> list[Job]:
         """The owner's jobs, newest first, starting after the job id `before` (the previous page's last)."""
         high = f"({before}" if before else "+"
-        ids = self.redis.zrevrangebylex(owner_jobs_key(owner), high, "-", start=0, num=limit)
+        ids = self.redis.zrevrangebylex(self.keys.owner_jobs(owner), high, "-", start=0, num=limit)
         jobs = [self.get(job_id) for job_id in ids]
         return [job for job in jobs if job is not None]
 
     def queue_position(self, job_id: str) -> int | None:
         """1 for the next job a worker takes; None when not queued."""
-        rank = self.redis.zrank(QUEUED_KEY, job_id)
+        rank = self.redis.zrank(self.keys.queued, job_id)
         return None if rank is None else rank + 1
 
     def cancel_requested(self, job_id: str) -> bool:
         """True when a cancel was asked for, or the job was deleted."""
-        job_id_field, flag = self.redis.hmget(job_key(job_id), ["id", "cancel_requested"])
+        job_id_field, flag = self.redis.hmget(self.keys.job(job_id), ["id", "cancel_requested"])
         return job_id_field is None or flag == "1"
 
     def active_count(self, owner: str) -> int:
         """How many of the owner's jobs are queued or running (the active-jobs limit counts these)."""
-        return int(self.redis.scard(owner_active_key(owner)))
+        return int(self.redis.scard(self.keys.owner_active(owner)))
 
     def find_idempotent(self, owner: str, key_hash: str) -> Job | None:
-        job_id = self.redis.get(idempotency_key(owner, key_hash))
+        job_id = self.redis.get(self.keys.idempotency(owner, key_hash))
         return self.get(job_id) if job_id else None
 
     # --- creating ------------------------------------------------------------------------------
@@ -195,13 +227,13 @@ class JobStore:
 
         Raises TooManyActiveJobs, or IdempotencyConflict when the key was used for a different request.
         """
-        idem = idempotency_key(job.owner, idempotency_hash) if idempotency_hash else None
-        active = owner_active_key(job.owner)
+        idem = self.keys.idempotency(job.owner, idempotency_hash) if idempotency_hash else None
+        active = self.keys.owner_active(job.owner)
         watched = [active] + ([idem] if idem else [])
 
         def transaction(pipe: redis.client.Pipeline) -> tuple[str, bool]:
             if idem and (earlier := pipe.get(idem)):
-                earlier_hash = pipe.hget(job_key(earlier), "request_hash")
+                earlier_hash = pipe.hget(self.keys.job(earlier), "request_hash")
                 if earlier_hash is not None:
                     if earlier_hash != job.request_hash:
                         raise IdempotencyConflict()
@@ -209,12 +241,12 @@ class JobStore:
             if pipe.scard(active) >= max_active:
                 raise TooManyActiveJobs(max_active)
             pipe.multi()
-            pipe.hset(job_key(job.id), mapping=self._record_fields(job))
-            pipe.zadd(owner_jobs_key(job.owner), {job.id: 0})
+            pipe.hset(self.keys.job(job.id), mapping=self._record_fields(job))
+            pipe.zadd(self.keys.owner_jobs(job.owner), {job.id: 0})
             pipe.sadd(active, job.id)
-            pipe.zadd(QUEUED_KEY, {job.id: job.created_at})
-            pipe.zadd(UNSENT_KEY, {job.id: time.time()})
-            pipe.hincrby(STATUS_COUNTS_KEY, JobStatus.QUEUED, 1)
+            pipe.zadd(self.keys.queued, {job.id: job.created_at})
+            pipe.zadd(self.keys.unsent, {job.id: time.time()})
+            pipe.hincrby(self.keys.status_counts, JobStatus.QUEUED, 1)
             self._add_event(pipe, job.id, EventType.QUEUED, {"status": "queued"})
             if idem:
                 pipe.set(idem, job.id, ex=self.retention_seconds)
@@ -251,22 +283,22 @@ class JobStore:
         """
 
         def transaction(pipe: redis.client.Pipeline) -> bool:
-            fields = pipe.hgetall(job_key(job_id))
+            fields = pipe.hgetall(self.keys.job(job_id))
             if not fields:
                 return False
             pipe.multi()
             return change(job_from_redis(fields, [], []), pipe)
 
-        verdict = self.redis.transaction(transaction, job_key(job_id), value_from_callable=True)
+        verdict = self.redis.transaction(transaction, self.keys.job(job_id), value_from_callable=True)
         return self.get(job_id), verdict
 
     def _set_status(self, pipe: redis.client.Pipeline, job: Job, status: JobStatus) -> None:
-        pipe.hset(job_key(job.id), "status", status)
-        pipe.hincrby(STATUS_COUNTS_KEY, job.status, -1)
-        pipe.hincrby(STATUS_COUNTS_KEY, status, 1)
+        pipe.hset(self.keys.job(job.id), "status", status)
+        pipe.hincrby(self.keys.status_counts, job.status, -1)
+        pipe.hincrby(self.keys.status_counts, status, 1)
 
     def _add_event(self, pipe: redis.client.Pipeline, job_id: str, type: EventType, data: dict[str, Any]) -> None:
-        pipe.xadd(events_key(job_id), {"type": str(type), "data": json.dumps(data)}, maxlen=MAX_EVENTS)
+        pipe.xadd(self.keys.events(job_id), {"type": str(type), "data": json.dumps(data)}, maxlen=MAX_EVENTS)
 
     def start(self, job_id: str, lease_seconds: float) -> Job | None:
         """Give a worker the job: mark it running under a new lease (its fencing token) and count the attempt.
@@ -281,13 +313,13 @@ class JobStore:
                 return False
             self._set_status(pipe, job, JobStatus.RUNNING)
             fields = {"started_at": repr(now), "stage": "", "progress": "0", "lease_until": repr(now + lease_seconds)}
-            pipe.hset(job_key(job_id), mapping=fields)
-            pipe.hincrby(job_key(job_id), "attempts", 1)
-            pipe.hincrby(job_key(job_id), "lease", 1)
-            pipe.delete(keyframes_key(job_id))  # a new attempt produces them again
-            pipe.zrem(QUEUED_KEY, job_id)
-            pipe.zrem(UNSENT_KEY, job_id)
-            pipe.zadd(LEASES_KEY, {job_id: now + lease_seconds})
+            pipe.hset(self.keys.job(job_id), mapping=fields)
+            pipe.hincrby(self.keys.job(job_id), "attempts", 1)
+            pipe.hincrby(self.keys.job(job_id), "lease", 1)
+            pipe.delete(self.keys.keyframes(job_id))  # a new attempt produces them again
+            pipe.zrem(self.keys.queued, job_id)
+            pipe.zrem(self.keys.unsent, job_id)
+            pipe.zadd(self.keys.leases, {job_id: now + lease_seconds})
             self._add_event(pipe, job_id, EventType.STARTED, {"status": "running", "attempt": job.attempts + 1})
             return True
 
@@ -301,8 +333,8 @@ class JobStore:
             if job.status != JobStatus.RUNNING or job.lease != lease:
                 return False
             until = time.time() + lease_seconds
-            pipe.hset(job_key(job_id), "lease_until", repr(until))
-            pipe.zadd(LEASES_KEY, {job_id: until})
+            pipe.hset(self.keys.job(job_id), "lease_until", repr(until))
+            pipe.zadd(self.keys.leases, {job_id: until})
             return True
 
         return self._change(job_id, change)[1]
@@ -313,8 +345,8 @@ class JobStore:
         def change(job: Job, pipe: redis.client.Pipeline) -> bool:
             if job.status != JobStatus.RUNNING:
                 return False
-            pipe.hset(job_key(job_id), "lease_until", "0")
-            pipe.zadd(LEASES_KEY, {job_id: 0})
+            pipe.hset(self.keys.job(job_id), "lease_until", "0")
+            pipe.zadd(self.keys.leases, {job_id: 0})
             return True
 
         return self._change(job_id, change)[1]
@@ -326,16 +358,16 @@ class JobStore:
             if job.status != JobStatus.RUNNING or job.lease != lease:
                 return False
             self._back_to_queue(pipe, job)
-            pipe.hincrby(job_key(job_id), "attempts", -1)
+            pipe.hincrby(self.keys.job(job_id), "attempts", -1)
             return True
 
         return self._change(job_id, change)[1]
 
     def _back_to_queue(self, pipe: redis.client.Pipeline, job: Job) -> None:
         self._set_status(pipe, job, JobStatus.QUEUED)
-        pipe.hset(job_key(job.id), mapping={"stage": "", "progress": "0", "lease_until": ""})
-        pipe.zrem(LEASES_KEY, job.id)
-        pipe.zadd(QUEUED_KEY, {job.id: job.created_at})
+        pipe.hset(self.keys.job(job.id), mapping={"stage": "", "progress": "0", "lease_until": ""})
+        pipe.zrem(self.keys.leases, job.id)
+        pipe.zadd(self.keys.queued, {job.id: job.created_at})
         self._add_event(pipe, job.id, EventType.QUEUED, {"status": "queued"})
 
     def _end(
@@ -354,14 +386,14 @@ class JobStore:
             fields["video"] = json.dumps(video)
         if error is not None:
             fields["error"] = json.dumps(error)
-            pipe.hincrby(FAILURES_KEY, error["code"], 1)
+            pipe.hincrby(self.keys.failures, error["code"], 1)
         self._set_status(pipe, job, status)
-        pipe.hset(job_key(job.id), mapping=fields)
-        pipe.srem(owner_active_key(job.owner), job.id)
-        pipe.zrem(QUEUED_KEY, job.id)
-        pipe.zrem(UNSENT_KEY, job.id)
-        pipe.zrem(LEASES_KEY, job.id)
-        pipe.zadd(EXPIRY_KEY, {job.id: now + self.retention_seconds})
+        pipe.hset(self.keys.job(job.id), mapping=fields)
+        pipe.srem(self.keys.owner_active(job.owner), job.id)
+        pipe.zrem(self.keys.queued, job.id)
+        pipe.zrem(self.keys.unsent, job.id)
+        pipe.zrem(self.keys.leases, job.id)
+        pipe.zadd(self.keys.expiry, {job.id: now + self.retention_seconds})
         self._add_event(pipe, job.id, TERMINAL_EVENTS[status], {"status": str(status), "error": error})
 
     def finish(
@@ -403,7 +435,7 @@ class JobStore:
                 self._end(pipe, job, JobStatus.CANCELED)
                 return True
             if job.status == JobStatus.RUNNING:
-                pipe.hset(job_key(job_id), "cancel_requested", "1")
+                pipe.hset(self.keys.job(job_id), "cancel_requested", "1")
             return False
 
         return self._change(job_id, change)
@@ -435,45 +467,45 @@ class JobStore:
         Returns the event's stream id, or None when the job is gone, ended or running under another lease.
         """
         flat = [item for pair in fields.items() for item in pair]
-        keys = [job_key(job_id), events_key(job_id), keyframes_key(job_id)]
+        keys = [self.keys.job(job_id), self.keys.events(job_id), self.keys.keyframes(job_id)]
         keyframe_json = json.dumps(keyframe.__dict__) if keyframe else ""
         args = [str(event), json.dumps(data), MAX_EVENTS, keyframe_json, lease, *flat]
         return self.redis.eval(self._UPDATE_SCRIPT, len(keys), *keys, *args)
 
     def add_webhook_attempt(self, job_id: str, attempt: dict[str, Any]) -> None:
-        if self.redis.exists(job_key(job_id)):
-            self.redis.rpush(webhooks_key(job_id), json.dumps(attempt))
+        if self.redis.exists(self.keys.job(job_id)):
+            self.redis.rpush(self.keys.webhooks(job_id), json.dumps(attempt))
 
     def observe_stage_seconds(self, stage: str, seconds: float) -> None:
         """One sample of the stage-duration histogram /metrics exposes."""
         with self.redis.pipeline() as pipe:
             for bound in STAGE_BUCKETS:
                 if seconds <= bound:
-                    pipe.hincrby(STAGE_SECONDS_KEY, f"{stage}:le:{bound}", 1)
-            pipe.hincrbyfloat(STAGE_SECONDS_KEY, f"{stage}:sum", seconds)
-            pipe.hincrby(STAGE_SECONDS_KEY, f"{stage}:count", 1)
+                    pipe.hincrby(self.keys.stage_seconds, f"{stage}:le:{bound}", 1)
+            pipe.hincrbyfloat(self.keys.stage_seconds, f"{stage}:sum", seconds)
+            pipe.hincrby(self.keys.stage_seconds, f"{stage}:count", 1)
             pipe.execute()
 
     # --- the reaper ----------------------------------------------------------------------------
 
     def mark_sent(self, job_id: str) -> None:
         """The job's render message is with the broker."""
-        self.redis.zrem(UNSENT_KEY, job_id)
+        self.redis.zrem(self.keys.unsent, job_id)
 
     def unsent(self, recorded_before: float, limit: int = 100) -> list[str]:
         """Queued jobs whose message was not known to be sent by `recorded_before` (lost between record and send)."""
-        return self.redis.zrangebyscore(UNSENT_KEY, "-inf", recorded_before, start=0, num=limit)
+        return self.redis.zrangebyscore(self.keys.unsent, "-inf", recorded_before, start=0, num=limit)
 
     def reap(self, now: float, max_attempts: int, limit: int = 100) -> list[Job]:
         """Running jobs whose lease ran out by `now` (their worker died with its host): each goes back to the
         queue, unsent, or ends canceled (a cancel was asked) or failed `worker_lost` (after `max_attempts`).
         Returns the jobs changed, as they are now."""
         changed = []
-        for job_id in self.redis.zrangebyscore(LEASES_KEY, "-inf", now, start=0, num=limit):
+        for job_id in self.redis.zrangebyscore(self.keys.leases, "-inf", now, start=0, num=limit):
 
             def change(job: Job, pipe: redis.client.Pipeline) -> bool:
                 if job.status != JobStatus.RUNNING or (job.lease_until or 0) > now:
-                    pipe.zrem(LEASES_KEY, job.id)  # ended or renewed since it was listed
+                    pipe.zrem(self.keys.leases, job.id)  # ended or renewed since it was listed
                     return False
                 if job.cancel_requested:
                     self._end(pipe, job, JobStatus.CANCELED)
@@ -482,7 +514,7 @@ class JobStore:
                     self._end(pipe, job, JobStatus.FAILED, error={"code": ErrorCode.WORKER_LOST, "message": message})
                 else:
                     self._back_to_queue(pipe, job)
-                    pipe.zadd(UNSENT_KEY, {job.id: 0})
+                    pipe.zadd(self.keys.unsent, {job.id: 0})
                 return True
 
             job, reaped = self._change(job_id, change)
@@ -499,36 +531,38 @@ class JobStore:
         """
 
         def transaction(pipe: redis.client.Pipeline) -> Job | None:
-            fields = pipe.hgetall(job_key(job_id))
+            fields = pipe.hgetall(self.keys.job(job_id))
             pipe.multi()
-            pipe.zrem(EXPIRY_KEY, job_id)
+            pipe.zrem(self.keys.expiry, job_id)
             if not fields:
                 return None
             job = job_from_redis(fields, [], [])
-            pipe.delete(job_key(job_id), keyframes_key(job_id), webhooks_key(job_id), events_key(job_id))
-            pipe.zrem(owner_jobs_key(job.owner), job_id)
-            pipe.srem(owner_active_key(job.owner), job_id)
-            pipe.zrem(QUEUED_KEY, job_id)
-            pipe.zrem(UNSENT_KEY, job_id)
-            pipe.zrem(LEASES_KEY, job_id)
-            pipe.hincrby(STATUS_COUNTS_KEY, job.status, -1)
+            pipe.delete(
+                self.keys.job(job_id), self.keys.keyframes(job_id), self.keys.webhooks(job_id), self.keys.events(job_id)
+            )
+            pipe.zrem(self.keys.owner_jobs(job.owner), job_id)
+            pipe.srem(self.keys.owner_active(job.owner), job_id)
+            pipe.zrem(self.keys.queued, job_id)
+            pipe.zrem(self.keys.unsent, job_id)
+            pipe.zrem(self.keys.leases, job_id)
+            pipe.hincrby(self.keys.status_counts, job.status, -1)
             return job
 
-        return self.redis.transaction(transaction, job_key(job_id), value_from_callable=True)
+        return self.redis.transaction(transaction, self.keys.job(job_id), value_from_callable=True)
 
     def expired(self, now: float, limit: int = 100) -> list[str]:
         """Finished jobs whose retention has run out."""
-        return self.redis.zrangebyscore(EXPIRY_KEY, "-inf", now, start=0, num=limit)
+        return self.redis.zrangebyscore(self.keys.expiry, "-inf", now, start=0, num=limit)
 
     # --- metrics -------------------------------------------------------------------------------
 
     def counters(self) -> ServiceCounters:
         """What /metrics exposes, read in one round trip (plus the worker states)."""
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zcard(QUEUED_KEY)
-            pipe.hgetall(STATUS_COUNTS_KEY)
-            pipe.hgetall(FAILURES_KEY)
-            pipe.hgetall(STAGE_SECONDS_KEY)
+            pipe.zcard(self.keys.queued)
+            pipe.hgetall(self.keys.status_counts)
+            pipe.hgetall(self.keys.failures)
+            pipe.hgetall(self.keys.stage_seconds)
             depth, statuses, failures, stages = pipe.execute()
         histograms = {}
         for stage in sorted({name.split(":", 1)[0] for name in stages}):
@@ -547,10 +581,10 @@ class JobStore:
     # --- workers -------------------------------------------------------------------------------
 
     def set_worker_state(self, name: str, state: dict[str, Any], ttl_seconds: int) -> None:
-        self.redis.set(f"{PREFIX}worker:{name}", json.dumps(state), ex=ttl_seconds)
+        self.redis.set(self.keys.worker(name), json.dumps(state), ex=ttl_seconds)
 
     def worker_states(self) -> list[dict[str, Any]]:
-        keys = sorted(self.redis.scan_iter(f"{PREFIX}worker:*", count=100))
+        keys = sorted(self.redis.scan_iter(self.keys.worker("*"), count=100))
         return [json.loads(value) for value in self.redis.mget(keys) if value] if keys else []
 
 

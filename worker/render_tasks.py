@@ -19,7 +19,7 @@ from jobs.queue import RENDER_TASK, TaskQueue
 from jobs.records import EventType, JobStatus
 from jobs.settings import ServiceSettings
 from jobs.storage import StorageError, open_storage
-from jobs.store import JobStore, connect
+from jobs.store import open_store
 from model_core.pipeline import ModelSources
 from worker.app import app
 from worker.models import ResidentPipeline, load_pipeline
@@ -40,7 +40,7 @@ class RenderRequest(Request):
             return  # raised inside the task (SoftTimeLimitExceeded): the runner ends the job
         job_id = self.args[0]
         settings = RenderTask.settings
-        store = JobStore(connect(settings.redis_url), settings.retention_seconds)
+        store = open_store(settings)
         message = f"the job ran past the hard time limit (PAINTS_UNDO_JOB_TIME_LIMIT, {timeout:.0f} s) and was killed"
         job = store.finish(job_id, JobStatus.FAILED, error={"code": ErrorCode.TIMEOUT, "message": message})
         if job is not None:
@@ -53,7 +53,7 @@ class RenderRequest(Request):
             # The process died mid-job (killed, out of memory): its lease goes now, so the message that
             # Celery puts back starts the job again without waiting for the lease to run out.
             settings = RenderTask.settings
-            JobStore(connect(settings.redis_url), settings.retention_seconds).release(self.args[0])
+            open_store(settings).release(self.args[0])
         super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
 
 
@@ -68,7 +68,7 @@ class RenderTask(Task):
     def start(self) -> None:
         """Once per worker process: connect, and start loading the models in the background."""
         settings = self.settings
-        store = JobStore(connect(settings.redis_url), settings.retention_seconds)
+        store = open_store(settings)
         storage = open_storage(settings)
         self._resident = ResidentPipeline(
             lambda: load_pipeline(self.sources, settings),

@@ -14,7 +14,7 @@ from jobs.queue import REAP_TASK, SWEEP_TASK, WEBHOOK_TASK, TaskQueue
 from jobs.records import TERMINAL_EVENTS, job_prefix
 from jobs.settings import ServiceSettings
 from jobs.storage import Storage, StorageError, open_storage
-from jobs.store import JobStore, connect
+from jobs.store import JobStore, open_store
 from jobs.webhooks import WebhookError, backoff_seconds, check_target, deliver, parse_secret, signed_headers
 from worker.app import app
 
@@ -39,7 +39,7 @@ class WebhookTask(Task):
     @property
     def store(self) -> JobStore:
         if self._store is None:
-            self._store = JobStore(connect(self.settings.redis_url), self.settings.retention_seconds)
+            self._store = open_store(self.settings)
         return self._store
 
     @property

@@ -25,7 +25,7 @@ def test_a_quiet_job_keeps_its_stream_and_gets_a_keep_alive(tmp_path: Path) -> N
     with start_redis_server() as url:
         services = create_services(ApiSettings(api_keys="k" * 16, redis_url=url, storage_url=f"file://{tmp_path}"))
         # One blocking read of 7 s: longer than redis-py's 5 s asyncio default, which used to cut the stream.
-        services = dataclasses.replace(services, events=EventReader(url, block_seconds=7))
+        services = dataclasses.replace(services, events=EventReader(url, 7, services.jobs.store.keys))
         created_at = time.time()
         job_id = new_job_id(created_at)
         job = Job(

@@ -19,7 +19,6 @@ from api.main import create_app, create_services
 from jobs.errors import ErrorCode
 from jobs.service import JobService
 from jobs.storage import LocalStorage, StorageError
-from jobs.store import JobStore, connect
 
 ALICE, BOB = "alice-key-0123456789", "bob-key-0123456789ab"
 SECRET = "whsec_" + base64.b64encode(b"a-webhook-secret-of-32-bytes!!!!").decode()
@@ -265,4 +264,4 @@ def test_cancel_and_delete(client: TestClient, services: Services, tmp_path: Pat
     assert client.delete(f"/v1/jobs/{job_id}", headers=auth).status_code == 204
     assert not list(tmp_path.glob(f"jobs/{job_id}/*"))
     error(client.get(f"/v1/jobs/{job_id}", headers=auth), 404, ErrorCode.JOB_NOT_FOUND)
-    assert JobStore(connect(services.settings.redis_url), 1).get(job_id) is None
+    assert services.jobs.store.get(job_id) is None

@@ -13,25 +13,9 @@ from services import start_redis_server
 import jobs.store
 from jobs.errors import ErrorCode, IdempotencyConflict, TooManyActiveJobs
 from jobs.records import EventType, Job, JobStatus, Keyframe, input_key, new_job_id
-from jobs.store import (
-    EXPIRY_KEY,
-    FAILURES_KEY,
-    LEASES_KEY,
-    PREFIX,
-    QUEUED_KEY,
-    STAGE_BUCKETS,
-    STAGE_SECONDS_KEY,
-    STATUS_COUNTS_KEY,
-    JobStore,
-    connect,
-    event_from_redis,
-    events_key,
-    idempotency_key,
-    job_from_redis,
-    job_key,
-    owner_active_key,
-    owner_jobs_key,
-)
+from jobs.store import STAGE_BUCKETS, JobStore, Keys, connect, event_from_redis, job_from_redis
+
+KEYS = Keys()  # the default prefix, which these stores use
 
 OWNER = "key-alice"
 OTHER = "key-bob"
@@ -87,15 +71,15 @@ def create(store: JobStore, owner: str = OWNER, *, max_active: int = 100, **fiel
 
 
 def events(store: JobStore, job_id: str) -> list[EventType]:
-    return [event_from_redis(entry_id, fields).type for entry_id, fields in store.redis.xrange(events_key(job_id))]
+    return [event_from_redis(entry_id, fields).type for entry_id, fields in store.redis.xrange(KEYS.events(job_id))]
 
 
 def assert_status_counts_consistent(store: JobStore) -> None:
-    """The STATUS_COUNTS_KEY hash holds exactly the statuses of the job records that exist."""
+    """The KEYS.status_counts hash holds exactly the statuses of the job records that exist."""
     real = Counter(
-        store.redis.hget(key, "status") for key in store.redis.scan_iter(job_key("*")) if key.count(":") == 2
+        store.redis.hget(key, "status") for key in store.redis.scan_iter(KEYS.job("*")) if key.count(":") == 2
     )
-    counted = {status: int(count) for status, count in store.redis.hgetall(STATUS_COUNTS_KEY).items()}
+    counted = {status: int(count) for status, count in store.redis.hgetall(KEYS.status_counts).items()}
     assert {status: count for status, count in counted.items() if count != 0} == dict(real)
     assert sum(counted.values()) == sum(real.values())
 
@@ -116,7 +100,7 @@ def test_create_then_get_round_trips_every_field(store: JobStore) -> None:
     assert stored == job  # every field, defaults included
     assert store.get(job.id) == job
     assert store.get(job.id, owner=OWNER) == job
-    assert store.redis.sismember(owner_active_key(OWNER), job.id)
+    assert store.redis.sismember(KEYS.owner_active(OWNER), job.id)
     assert events(store, job.id) == [EventType.QUEUED]
     assert_status_counts_consistent(store)
 
@@ -156,7 +140,7 @@ def test_active_jobs_limit_refuses_at_the_limit_and_frees_a_slot_when_a_job_fini
 
     store.finish(jobs[0].id, JobStatus.SUCCEEDED)
     assert create(store, max_active=2).status == JobStatus.QUEUED
-    assert store.redis.scard(owner_active_key(OWNER)) == 2
+    assert store.redis.scard(KEYS.owner_active(OWNER)) == 2
     assert_status_counts_consistent(store)
 
 
@@ -171,7 +155,7 @@ def test_same_idempotency_key_and_request_returns_the_earlier_job(store: JobStor
     assert again == first
     assert len(store.list_for_owner(OWNER, limit=10)) == 1
     assert store.find_idempotent(OWNER, "idem-1") == first
-    assert store.redis.ttl(idempotency_key(OWNER, "idem-1")) == pytest.approx(RETENTION, abs=5)
+    assert store.redis.ttl(KEYS.idempotency(OWNER, "idem-1")) == pytest.approx(RETENTION, abs=5)
     assert_status_counts_consistent(store)
 
 
@@ -221,7 +205,7 @@ def test_start_of_a_canceled_or_missing_job_is_none(store: JobStore) -> None:
     after = store.get(job.id)
     assert after is not None and after.status == JobStatus.CANCELED and after.started_at is None
     assert store.start("job_missing", LEASE) is None
-    assert store.redis.exists(job_key("job_missing")) == 0
+    assert store.redis.exists(KEYS.job("job_missing")) == 0
     assert_status_counts_consistent(store)
 
 
@@ -233,9 +217,9 @@ def test_cancel_of_a_queued_job_ends_it_at_once(store: JobStore) -> None:
     assert canceled is not None and canceled.status == JobStatus.CANCELED
     assert canceled.finished_at is not None
     assert events(store, job.id) == [EventType.QUEUED, EventType.CANCELED]
-    assert not store.redis.sismember(owner_active_key(OWNER), job.id)
+    assert not store.redis.sismember(KEYS.owner_active(OWNER), job.id)
     assert store.queue_position(job.id) is None
-    assert store.redis.zscore(EXPIRY_KEY, job.id) == pytest.approx(canceled.finished_at + RETENTION)
+    assert store.redis.zscore(KEYS.expiry, job.id) == pytest.approx(canceled.finished_at + RETENTION)
     assert_status_counts_consistent(store)
 
 
@@ -249,7 +233,7 @@ def test_cancel_of_a_running_job_only_flags_it(store: JobStore) -> None:
     assert not ended
     assert flagged is not None and flagged.status == JobStatus.RUNNING and flagged.cancel_requested
     assert store.cancel_requested(job.id)
-    assert store.redis.sismember(owner_active_key(OWNER), job.id)
+    assert store.redis.sismember(KEYS.owner_active(OWNER), job.id)
     assert events(store, job.id) == [EventType.QUEUED, EventType.STARTED]
     assert_status_counts_consistent(store)
 
@@ -258,20 +242,20 @@ def test_cancel_of_a_finished_job_changes_nothing(store: JobStore) -> None:
     job = create(store)
     store.start(job.id, LEASE)
     finished = store.finish(job.id, JobStatus.SUCCEEDED, video={"key": "v.mp4"})
-    counts = store.redis.hgetall(STATUS_COUNTS_KEY)
+    counts = store.redis.hgetall(KEYS.status_counts)
 
     after, ended = store.request_cancel(job.id)
 
     assert not ended
     assert after == finished
     assert not store.cancel_requested(job.id)
-    assert store.redis.hgetall(STATUS_COUNTS_KEY) == counts
+    assert store.redis.hgetall(KEYS.status_counts) == counts
     assert events(store, job.id) == [EventType.QUEUED, EventType.STARTED, EventType.SUCCEEDED]
 
 
 def test_cancel_of_a_missing_job(store: JobStore) -> None:
     assert store.request_cancel("job_missing") == (None, False)
-    assert store.redis.exists(job_key("job_missing")) == 0
+    assert store.redis.exists(KEYS.job("job_missing")) == 0
 
 
 def test_cancel_requested_is_true_for_a_deleted_job(store: JobStore) -> None:
@@ -295,9 +279,9 @@ def test_finishing_twice_changes_nothing_the_second_time(store: JobStore) -> Non
     assert again is None
     after = store.get(job.id)
     assert after == failed and after.video is None
-    assert store.redis.hgetall(FAILURES_KEY) == {"render_failed": "1"}
+    assert store.redis.hgetall(KEYS.failures) == {"render_failed": "1"}
     assert events(store, job.id) == [EventType.QUEUED, EventType.STARTED, EventType.FAILED]
-    assert store.redis.hgetall(STATUS_COUNTS_KEY) == {"queued": "1", "running": "0", "failed": "1"}
+    assert store.redis.hgetall(KEYS.status_counts) == {"queued": "1", "running": "0", "failed": "1"}
     assert store.get(other.id).status == JobStatus.QUEUED  # type: ignore[union-attr]
     assert_status_counts_consistent(store)
 
@@ -310,7 +294,7 @@ def test_finish_succeeded_stores_the_video_and_full_progress(store: JobStore) ->
     done = store.finish(job.id, JobStatus.SUCCEEDED, video=video)
 
     assert done is not None and done.video == video and done.progress == 1.0 and done.error is None
-    assert store.redis.hgetall(FAILURES_KEY) == {}
+    assert store.redis.hgetall(KEYS.failures) == {}
 
 
 def test_requeue_puts_a_running_job_back_and_refunds_the_attempt(store: JobStore) -> None:
@@ -349,8 +333,8 @@ def test_requeue_of_a_finished_job_is_refused(store: JobStore) -> None:
 
 def run_out(store: JobStore, job_id: str) -> None:
     """As if the worker holding the job's lease stopped renewing it long ago."""
-    store.redis.hset(job_key(job_id), "lease_until", repr(time.time() - 1))
-    store.redis.zadd(LEASES_KEY, {job_id: time.time() - 1})
+    store.redis.hset(KEYS.job(job_id), "lease_until", repr(time.time() - 1))
+    store.redis.zadd(KEYS.leases, {job_id: time.time() - 1})
 
 
 def test_each_start_takes_a_new_lease_and_a_live_lease_keeps_others_out(store: JobStore) -> None:
@@ -452,7 +436,7 @@ def test_update_sets_fields_and_appends_the_event_and_keyframe(store: JobStore) 
     assert after is not None
     assert after.stage == "keyframes" and after.progress == 0.5
     assert after.keyframes == (Keyframe(index=0, undo_step=400, key="k0"),)
-    entries = store.redis.xrange(events_key(job.id))
+    entries = store.redis.xrange(KEYS.events(job.id))
     assert [entry_id for entry_id, _ in entries[-2:]] == [first, second]
     last = event_from_redis(*entries[-1])
     assert last.type == EventType.KEYFRAME and last.data == {"index": 0}
@@ -508,9 +492,9 @@ def test_delete_removes_every_key_and_index_entry(store: JobStore) -> None:
     assert removed is not None and removed.id == job.id
     assert store.get(job.id) is None
     assert list(store.redis.scan_iter(f"*{job.id}*")) == []
-    for index in (owner_jobs_key(OWNER), QUEUED_KEY, EXPIRY_KEY):
+    for index in (KEYS.owner_jobs(OWNER), KEYS.queued, KEYS.expiry):
         assert store.redis.zscore(index, job.id) is None
-    assert not store.redis.sismember(owner_active_key(OWNER), job.id)
+    assert not store.redis.sismember(KEYS.owner_active(OWNER), job.id)
     assert store.get(kept.id) == kept
     assert_status_counts_consistent(store)
     assert store.delete(job.id) is None  # deleting again is harmless
@@ -521,7 +505,7 @@ def test_delete_of_a_queued_job_frees_its_slot_and_queue_place(store: JobStore) 
     after = create(store)
     store.delete(job.id)
     assert store.queue_position(after.id) == 1
-    assert store.redis.smembers(owner_active_key(OWNER)) == {after.id}
+    assert store.redis.smembers(KEYS.owner_active(OWNER)) == {after.id}
     assert_status_counts_consistent(store)
 
 
@@ -547,7 +531,7 @@ def test_expired_lists_only_finished_jobs_past_retention(client: redis.Redis) ->
 
 def test_stage_seconds_buckets_are_cumulative(store: JobStore) -> None:
     store.observe_stage_seconds("keyframes", 3.0)
-    counts = store.redis.hgetall(STAGE_SECONDS_KEY)
+    counts = store.redis.hgetall(KEYS.stage_seconds)
 
     assert "keyframes:le:1" not in counts
     assert all(counts[f"keyframes:le:{bound}"] == "1" for bound in STAGE_BUCKETS if bound >= 5)
@@ -556,7 +540,7 @@ def test_stage_seconds_buckets_are_cumulative(store: JobStore) -> None:
     store.observe_stage_seconds("keyframes", 0.5)
     store.observe_stage_seconds("keyframes", 5.0)  # a bound is inclusive
     store.observe_stage_seconds("video", 4000.0)  # over every bound: only sum and count
-    counts = store.redis.hgetall(STAGE_SECONDS_KEY)
+    counts = store.redis.hgetall(KEYS.stage_seconds)
 
     assert counts["keyframes:le:1"] == "1"
     assert counts["keyframes:le:5"] == "3"
@@ -574,9 +558,9 @@ def test_worker_states_are_listed_with_their_ttl(store: JobStore) -> None:
         {"name": "render-a", "state": "ready"},
         {"name": "render-b", "state": "busy", "job": "job_1"},
     ]
-    assert 0 < store.redis.ttl(f"{PREFIX}worker:render-a") <= 60
-    assert 0 < store.redis.ttl(f"{PREFIX}worker:render-b") <= 30
-    assert json.loads(store.redis.get(f"{PREFIX}worker:render-b"))["state"] == "busy"
+    assert 0 < store.redis.ttl(KEYS.worker("render-a")) <= 60
+    assert 0 < store.redis.ttl(KEYS.worker("render-b")) <= 30
+    assert json.loads(store.redis.get(KEYS.worker("render-b")))["state"] == "busy"
 
 
 # --- a race --------------------------------------------------------------------------------------

@@ -9,8 +9,10 @@ import pytest
 from services import start_redis_server
 
 from jobs.records import EventType, Job, JobStatus, input_key, new_job_id
-from jobs.store import LEASES_KEY, UNSENT_KEY, JobStore, connect, job_key
+from jobs.store import JobStore, Keys, connect
 from worker.webhook_tasks import UNSENT_GRACE_SECONDS, reap_jobs
+
+KEYS = Keys()  # the default prefix, which these stores use
 
 
 @dataclass
@@ -46,8 +48,8 @@ def job(store: JobStore, *, running: bool, sent: bool = True) -> str:
 
 
 def lose_worker(store: JobStore, job_id: str) -> None:
-    store.redis.hset(job_key(job_id), "lease_until", repr(time.time() - 1))
-    store.redis.zadd(LEASES_KEY, {job_id: time.time() - 1})
+    store.redis.hset(KEYS.job(job_id), "lease_until", repr(time.time() - 1))
+    store.redis.zadd(KEYS.leases, {job_id: time.time() - 1})
 
 
 def test_a_lost_workers_job_is_queued_again_with_a_new_message(store: JobStore) -> None:
@@ -75,7 +77,7 @@ def test_a_lost_workers_job_past_its_attempts_fails_with_a_webhook(store: JobSto
 
 def test_a_message_never_sent_is_sent_after_the_grace(store: JobStore) -> None:
     recent, old = job(store, running=False, sent=False), job(store, running=False, sent=False)
-    store.redis.zadd(UNSENT_KEY, {old: time.time() - UNSENT_GRACE_SECONDS - 1})
+    store.redis.zadd(KEYS.unsent, {old: time.time() - UNSENT_GRACE_SECONDS - 1})
     queue = RecordingQueue()
     reap_jobs(store, queue, RecordingNotifier(), max_attempts=3)
     assert queue.rendered == [old]  # the other may still be on its way from the API
