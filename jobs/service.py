@@ -184,8 +184,8 @@ class JobService:
 
     def list(self, owner: str, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:
         """A page of the owner's jobs, newest first, and the cursor of the next page (None on the last)."""
-        jobs = self.store.list_for_owner(owner, limit, before=cursor)
-        return jobs, jobs[-1].id if len(jobs) == limit else None
+        jobs = self.store.list_for_owner(owner, limit + 1, before=cursor)  # one more tells if a next page exists
+        return jobs[:limit], jobs[limit - 1].id if len(jobs) > limit else None
 
     def view(self, job: Job) -> JobOut:
         """The job as clients see it, with URLs minted now."""
