@@ -30,6 +30,8 @@ from model_core.unet3d import InterpolationUNet
 from model_core.video_vae import VideoAutoencoder
 
 META = torch.device("meta")
+# The default job's keyframe size, the reference's: stated, so that a count never depends on a picture.
+REFERENCE_SIZE = {"width": 512, "height": 640}
 # Each component's folder name and how to build it from its config.json.
 KEYFRAME_PARTS: dict[str, Callable[[dict], nn.Module]] = {
     "text_encoder": CLIPTextModel.from_config,

@@ -32,7 +32,14 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from bench.flops import INTERPOLATION_PARTS, KEYFRAME_PARTS, build_on_meta, interpolation_job, keyframe_job
+from bench.flops import (
+    INTERPOLATION_PARTS,
+    KEYFRAME_PARTS,
+    REFERENCE_SIZE,
+    build_on_meta,
+    interpolation_job,
+    keyframe_job,
+)
 from model_core import configs
 from model_core.images import find_best_bucket
 from model_core.interpolation import BUCKETS, MAX_BATCH
@@ -189,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", type=json.loads, default={}, help="RenderSettings fields, as JSON")
     parser.add_argument("--json", type=Path, help="write every figure to this file")
     args = parser.parse_args(argv)
-    settings = RenderSettings(**args.settings)
+    settings = RenderSettings(**REFERENCE_SIZE | args.settings)
     bucket = find_best_bucket(settings.height, settings.width, BUCKETS)
     print(f"the default job: {len(settings.undo_steps)} keyframes at {settings.width}x{settings.height}, "
           f"{len(settings.undo_steps) + 1} clips at {bucket[1]}x{bucket[0]}, bfloat16")  # fmt: skip

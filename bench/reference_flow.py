@@ -566,6 +566,9 @@ def run_flow(
 
 
 def upstream_commit(upstream: Path) -> str | None:
+    """The checkout's commit, or that named in a COMMIT file (a copy of upstream's modules, as bench/device carries)."""
+    if (upstream / "COMMIT").is_file():
+        return (upstream / "COMMIT").read_text().strip()
     if not (upstream / ".git").exists():
         return None
     done = subprocess.run(["git", "-C", str(upstream), "rev-parse", "HEAD"], capture_output=True, text=True)
@@ -600,17 +603,7 @@ def main(argv: list[str] | None = None) -> None:
     load_seconds = time.perf_counter() - start
     print(f"load: {load_seconds:.3f} s", flush=True)
 
-    runs = []
-    with torch.inference_mode():  # as gradio_app's handlers are decorated
-        for repeat in range(args.repeats):
-            if args.repeats > 1:
-                print(f"run {repeat + 1} of {args.repeats}", flush=True)
-            runs.append(run_flow(up, ref, image, settings, workdir))
-
-    last = runs[-1]
-    frames_path, keyframes_path = workdir / "reference_frames.npy", workdir / "reference_keyframes.npy"
-    np.save(frames_path, last["frames"])
-    np.save(keyframes_path, last["keyframes"])
+    # The result is rewritten after loading and after each run, so a run cut short keeps what it did.
     result = {
         "implementation": "reference",
         "upstream_commit": upstream_commit(args.upstream),
@@ -623,15 +616,31 @@ def main(argv: list[str] | None = None) -> None:
         "high_vram": args.high_vram,
         "attention": up.attention,
         "load_seconds": load_seconds,
-        "runs": [{key: run[key] for key in ("stages", "total", "peak_memory_bytes")} for run in runs],
-        "best_total": min(run["total"] for run in runs),
-        "prompt": last["prompt"],
-        "frames": str(frames_path),
-        "keyframes": str(keyframes_path),
+        "runs": [],
     }
-    args.result.parent.mkdir(parents=True, exist_ok=True)
-    args.result.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.result, result)
+    with torch.inference_mode():  # as gradio_app's handlers are decorated
+        for repeat in range(args.repeats):
+            if args.repeats > 1:
+                print(f"run {repeat + 1} of {args.repeats}", flush=True)
+            last = run_flow(up, ref, image, settings, workdir)
+            frames_path, keyframes_path = workdir / "reference_frames.npy", workdir / "reference_keyframes.npy"
+            np.save(frames_path, last["frames"])
+            np.save(keyframes_path, last["keyframes"])
+            result["runs"].append({key: last[key] for key in ("stages", "total", "peak_memory_bytes")})
+            result |= {
+                "best_total": min(run["total"] for run in result["runs"]),
+                "prompt": last["prompt"],
+                "frames": str(frames_path),
+                "keyframes": str(keyframes_path),
+            }
+            write_result(args.result, result)
     print(f"result: {args.result}", flush=True)
+
+
+def write_result(path: Path, result: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.flops import render_flops
+from bench.flops import REFERENCE_SIZE, render_flops
 from model_core.configs import TINY_BUCKETS
 from model_core.events import StageFinished
 from model_core.images import find_best_bucket
@@ -37,6 +37,9 @@ from model_core.settings import RenderSettings
 from model_core.tiny import write_full_size_models, write_tiny_models
 
 REFERENCE_FLOW = Path(__file__).with_name("reference_flow.py")
+# With --deadline, the reference runs only if at least this much time is left (its imports and
+# loading alone take most of a minute on a GPU).
+MIN_REFERENCE_SECONDS = 60
 # --quick: the default job's shape (six keyframes, seven clips) with few steps, on tiny models.
 QUICK_SETTINGS = {"keyframe_steps": 3, "video_steps": 3, "width": 256, "height": 320}
 # Tiny checkpoints the reference can load too (it hard-codes a 16x16 CLIP grid, and the video VAE
@@ -60,7 +63,8 @@ class Run:
 
     stages: dict[str, float] = field(default_factory=dict)
     total: float = 0.0
-    peak_memory_bytes: int | None = None
+    peak_memory_bytes: int | None = None  # max_memory_allocated
+    peak_reserved_bytes: int | None = None  # max_memory_reserved: what the caching allocator held
 
 
 def test_picture(height: int = 768, width: int = 640) -> np.ndarray:
@@ -130,14 +134,19 @@ def run_ours(pipeline: PaintsUndoPipeline, picture: np.ndarray, settings: Render
     run.total = time.perf_counter() - started
     if device.type == "cuda":
         run.peak_memory_bytes = torch.cuda.max_memory_allocated(device)
+        run.peak_reserved_bytes = torch.cuda.max_memory_reserved(device)
     np.save(workdir / "ours_frames.npy", result.frames)
     return run
 
 
 def run_reference(args: argparse.Namespace, sources: ModelSources, picture: Path, settings: RenderSettings,
-                  device: torch.device, warmup: int, workdir: Path) -> dict:  # fmt: skip
-    """Upstream's default flow in its own Python environment, on the same checkpoints and GPU."""
-    settings_file, result_file = workdir / "reference_settings.json", workdir / "reference_result.json"
+                  device: torch.device, warmup: int, workdir: Path, timeout: float | None) -> dict:  # fmt: skip
+    """Upstream's default flow in its own Python environment, on the same checkpoints and GPU.
+
+    Returns its result (as much as it wrote, if it failed or ran out of `timeout` seconds; then with
+    an "error" key too)."""
+    settings_file = workdir / "reference_settings.json"
+    result_file = (args.reference_result or workdir / "reference_result.json").resolve()
     settings_file.write_text(settings.model_dump_json(exclude={"video_cache_interval"}))  # the reference has none
     command = [
         args.reference_python, str(REFERENCE_FLOW),
@@ -148,8 +157,15 @@ def run_reference(args: argparse.Namespace, sources: ModelSources, picture: Path
         "--repeats", str(args.repeats + warmup),  # it has no warm-up of its own: the best run counts
     ] + (["--high-vram"] if args.reference_high_vram else [])  # fmt: skip
     print("reference:", " ".join(command), flush=True)
-    subprocess.run(command, check=True)
-    return json.loads(result_file.read_text())
+    error = None
+    try:
+        subprocess.run(command, check=True, timeout=timeout)
+    except subprocess.CalledProcessError as failure:
+        error = f"the reference exited with {failure.returncode}"
+    except subprocess.TimeoutExpired:
+        error = f"the reference ran out of its {timeout:.0f} s"
+    result = json.loads(result_file.read_text()) if result_file.exists() else {}
+    return result | ({"error": error} if error else {})
 
 
 def gpu_description(device: torch.device) -> str:
@@ -180,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", type=Path, help="upstream Paints-UNDO checkout to run beside ours")
     parser.add_argument("--reference-python", default=sys.executable, help="Python of the reference's environment")
     parser.add_argument("--reference-high-vram", action="store_true", help="reference without its model swapping")
-    parser.add_argument("--json", type=Path, help="write every figure to this file")
+    parser.add_argument("--reference-result", type=Path, help="where the reference writes its own JSON")
+    parser.add_argument("--deadline", type=float, help="seconds this run may take: the reference gets what is left")
+    parser.add_argument("--json", type=Path, help="write every figure to this file (rewritten after each phase)")
     args = parser.parse_args(argv)
 
     device = torch.device("cpu") if args.quick else torch.device(
@@ -189,15 +207,35 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quick and device.type != "cuda":
         parser.error("the full-size benchmark needs a CUDA GPU; use --quick on a CPU")
     settings = RenderSettings(
-        **(QUICK_SETTINGS if args.quick else {}) | {"video_cache_interval": args.video_cache_interval} | args.settings
+        **(QUICK_SETTINGS if args.quick else REFERENCE_SIZE)
+        | {"video_cache_interval": args.video_cache_interval}
+        | args.settings
     )
     buckets = TINY_BUCKETS if args.quick and not args.reference else BUCKETS
     warmup = args.warmup if args.warmup is not None else (1 if device.type == "cuda" else 0)
 
+    launched = time.perf_counter()
+    figures: dict = {
+        "device": gpu_description(device),
+        "torch": torch.__version__,
+        "settings": settings.model_dump(),
+        "options": {"low_memory": args.low_memory, "compile": args.compile, "max_batch": args.max_batch},
+        "runs": [],
+    }
+
+    def save(phase: str) -> None:
+        """Rewrite the JSON: a run cut short (or a reference that fails) keeps every figure before it."""
+        figures["phase"] = phase
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=2, default=str))
+
     with tempfile.TemporaryDirectory(prefix="paints-undo-bench-") as scratch:
         workdir = Path(scratch)
+        started = time.perf_counter()
         sources = prepare_models(args.models or workdir / "models", quick=args.quick, reference=bool(args.reference),
                                  device=device)  # fmt: skip
+        figures["models_seconds"] = time.perf_counter() - started
+        save("models")
         picture = test_picture()
         started = time.perf_counter()
         pipeline = PaintsUndoPipeline.from_pretrained(
@@ -207,54 +245,69 @@ def main(argv: list[str] | None = None) -> int:
         load_seconds = time.perf_counter() - started
         dtype = pipeline.keyframe_model.dtype
         bucket = find_best_bucket(settings.height, settings.width, buckets)
+        figures |= {
+            "dtype": str(dtype),
+            "load_seconds": load_seconds,
+            "bucket": bucket,
+            "max_batch": pipeline.max_batch,
+        }
+        save("load")
         print(f"device: {gpu_description(device)}; torch {torch.__version__}; dtype {dtype}; "
               f"loaded in {load_seconds:.1f} s; clip bucket {bucket}; max_batch {pipeline.max_batch}")  # fmt: skip
 
+        figures["warmups"] = []
         for i in range(warmup):
             print(f"warm-up {i + 1}/{warmup}", flush=True)
-            run_ours(pipeline, picture, settings, workdir)
+            figures["warmups"].append(run_ours(pipeline, picture, settings, workdir).__dict__)
+            save("warm-up")
         runs = []
         for i in range(args.repeats):
             print(f"timed run {i + 1}/{args.repeats}", flush=True)
             runs.append(run_ours(pipeline, picture, settings, workdir))
+            figures["runs"].append(runs[-1].__dict__)
+            save("timed")
         best = min(runs, key=lambda run: run.total)
-        flops = render_flops(sources, settings, bucket, pipeline.max_batch)
-        matmul = matmul_tflops(device, dtype if device.type == "cuda" else torch.float32)
+        figures["flops"] = flops = render_flops(sources, settings, bucket, pipeline.max_batch)
+        figures["matmul_tflops"] = matmul_tflops(device, dtype if device.type == "cuda" else torch.float32)
         del pipeline
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
         sampling_seconds = best.stages["keyframes"] + best.stages["interpolation"]
-        figures = {
-            "device": gpu_description(device),
-            "torch": torch.__version__,
-            "dtype": str(dtype),
-            "settings": settings.model_dump(),
-            "options": {"low_memory": args.low_memory, "compile": args.compile, "max_batch": args.max_batch},
-            "load_seconds": load_seconds,
-            "runs": [run.__dict__ for run in runs],
-            "flops": flops,
-            "matmul_tflops": matmul,
-            "tflops_sampling": flops["total"] / sampling_seconds / 1e12,
-            "tflops_total": flops["total"] / best.total / 1e12,
-        }
+        figures["tflops_sampling"] = flops["total"] / sampling_seconds / 1e12
+        figures["tflops_total"] = flops["total"] / best.total / 1e12
+        save("rates")
         print_summary(best, figures)
         if args.reference:
-            picture_file = _save_picture(picture, workdir)
-            reference = run_reference(args, sources, picture_file, settings, device, warmup, workdir)
-            reference_total = reference["best_total"]
-            figures["reference"] = reference
-            figures["speedup"] = reference_total / best.total
-            print(f"reference: total {reference_total:.2f} s; speedup (reference / ours) {figures['speedup']:.2f}x")
-            theirs, ours = np.load(reference["frames"]), np.load(workdir / "ours_frames.npy")
-            if theirs.shape == ours.shape:
-                difference = np.abs(theirs.astype(int) - ours)
-                figures["frames_difference"] = {"max": int(difference.max()), "mean": float(difference.mean())}
-                print(f"frames vs the reference: max |diff| {difference.max()}, mean {difference.mean():.3f} levels")
+            timeout = None if args.deadline is None else args.deadline - (time.perf_counter() - launched) - 5
+            if timeout is not None and timeout < MIN_REFERENCE_SECONDS:
+                figures["reference"] = {"error": f"skipped: {max(timeout, 0):.0f} s left of --deadline"}
+                print(f"reference: {figures['reference']['error']}")
+            else:
+                picture_file = _save_picture(picture, workdir)
+                figures["reference"] = run_reference(args, sources, picture_file, settings, device, warmup, workdir,
+                                                     timeout)  # fmt: skip
+                _compare(figures, best, workdir)
+        save("done")
         if args.json:
-            args.json.write_text(json.dumps(figures, indent=2, default=str))
             print(f"figures written to {args.json}")
     return 0
+
+
+def _compare(figures: dict, best: Run, workdir: Path) -> None:
+    """The speed-up and the frame difference, from as much as the reference did."""
+    reference = figures["reference"]
+    if "error" in reference:
+        print(f"reference: {reference['error']}")
+    if "best_total" not in reference:
+        return
+    figures["speedup"] = reference["best_total"] / best.total
+    print(f"reference: total {reference['best_total']:.2f} s; speedup (reference / ours) {figures['speedup']:.2f}x")
+    theirs, ours = np.load(reference["frames"]), np.load(workdir / "ours_frames.npy")
+    if theirs.shape == ours.shape:
+        difference = np.abs(theirs.astype(int) - ours)
+        figures["frames_difference"] = {"max": int(difference.max()), "mean": float(difference.mean())}
+        print(f"frames vs the reference: max |diff| {difference.max()}, mean {difference.mean():.3f} levels")
 
 
 def print_summary(best: Run, figures: dict) -> None:
