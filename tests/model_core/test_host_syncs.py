@@ -29,18 +29,25 @@ HOST_READS = {
 }
 
 
-class HostReads(TorchDispatchMode):
-    """Records the host reads made while `in_loop` is True."""
+class LoopWatch(TorchDispatchMode):
+    """Records, while `in_loop` is True, the host reads (`reads`) and the ops given or making a CPU tensor
+    (`host_tensors`: copies from the host when the models are on the meta device)."""
 
     def __init__(self):
         super().__init__()
         self.in_loop = False
         self.reads: list[str] = []
+        self.host_tensors: list[str] = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if self.in_loop and func in HOST_READS:
-            self.reads.append(str(func))
-        return func(*args, **(kwargs or {}))
+        out = func(*args, **(kwargs or {}))
+        if self.in_loop:
+            if func in HOST_READS:
+                self.reads.append(str(func))
+            tensors = [t for t in tree_leaves((args, kwargs, out)) if isinstance(t, torch.Tensor)]
+            if any(t.device.type == "cpu" for t in tensors):
+                self.host_tensors.append(str(func))
+        return out
 
 
 def _loop_marker(steps: int, on_enter, on_leave):
@@ -85,7 +92,7 @@ def _interpolate(model, picture, callback):
 @pytest.mark.parametrize("run", [_generate_keyframes, _interpolate], ids=["keyframes", "interpolation"])
 def test_sampler_loops_read_nothing_back_on_cpu(run, request, picture):
     model = request.getfixturevalue("keyframe_model" if run is _generate_keyframes else "interpolation_model")
-    mode = HostReads()
+    mode = LoopWatch()
 
     def enter():
         mode.in_loop = True
@@ -96,23 +103,6 @@ def test_sampler_loops_read_nothing_back_on_cpu(run, request, picture):
     with mode:
         run(model, picture, _loop_marker(4, enter, leave))
     assert mode.reads == []
-
-
-class HostTensors(TorchDispatchMode):
-    """Records the ops given or making a CPU tensor while `in_loop` is True (the models being on meta)."""
-
-    def __init__(self):
-        super().__init__()
-        self.in_loop = False
-        self.ops: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        if self.in_loop:
-            tensors = [t for t in tree_leaves((args, kwargs, out)) if isinstance(t, torch.Tensor)]
-            if any(t.device.type == "cpu" for t in tensors):
-                self.ops.append(str(func))
-        return out
 
 
 class _LoopDone(Exception):
@@ -129,7 +119,7 @@ def test_sampler_loops_copy_nothing_from_the_host_on_the_meta_device(
     else:
         model = InterpolationModel.from_pretrained(interpolation_checkpoint, device="meta")
         run = _interpolate
-    mode = HostTensors()
+    mode = LoopWatch()
 
     def enter():
         mode.in_loop = True
@@ -140,20 +130,20 @@ def test_sampler_loops_copy_nothing_from_the_host_on_the_meta_device(
 
     with mode, pytest.raises(_LoopDone):  # a read of a meta tensor's value would raise something else
         run(model, picture, _loop_marker(4, enter, leave))
-    assert mode.ops == []
+    assert mode.host_tensors == [] and mode.reads == []
 
 
-def test_the_meta_detector_sees_a_host_tensor_copied_to_the_device():
-    mode = HostTensors()
+def test_the_detector_sees_a_host_tensor_copied_to_the_meta_device():
+    mode = LoopWatch()
     mode.in_loop = True
     with mode:
         torch.ones(3, device="meta") * torch.arange(3).to("meta")
-    assert mode.ops
+    assert mode.host_tensors
 
 
 @pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
 def test_the_detector_sees_host_reads(context):
-    mode = HostReads()
+    mode = LoopWatch()
     mode.in_loop = True
     with context(), mode:
         x = torch.ones(3)
@@ -162,6 +152,17 @@ def test_the_detector_sees_host_reads(context):
         x.sum().item()
         x.nonzero()
     assert len(mode.reads) == 3
+
+
+@pytest.mark.parametrize("run", [_generate_keyframes, _interpolate], ids=["keyframes", "interpolation"])
+def test_sampler_loops_run_with_cudnn_autotuning_and_restore_it(run, request, picture):
+    # Every step has the same shapes, so cuDNN may time its algorithms once and keep the fastest.
+    model = request.getfixturevalue("keyframe_model" if run is _generate_keyframes else "interpolation_model")
+    seen = set()
+    torch.backends.cudnn.benchmark = False
+    run(model, picture, lambda step: seen.add(torch.backends.cudnn.benchmark))
+    assert seen == {True}
+    assert not torch.backends.cudnn.benchmark
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
