@@ -6,6 +6,11 @@
     python -m bench.run --low-memory         # the 12 GB mode
     python -m bench.run --quick              # CPU, tiny checkpoints, few steps: proves the benchmark runs (CI)
 
+--json FILE is rewritten after each phase (checkpoints, load, each render, rates, the reference), so
+a run cut short keeps its figures; --deadline SECONDS gives the reference only what is left of it,
+and a reference that fails or runs out of time is recorded beside ours. bench/device/measure.py
+runs all of it in one device call.
+
 The models are built at full size with random weights (`model_core.tiny.write_full_size_models`):
 the same FLOPs and memory as the published ones, not their pictures. The reference is upstream's
 code (github lllyasviel/Paints-UNDO), fetched into a scratch folder (DIR) and never committed; it
