@@ -20,6 +20,13 @@ class ApiSettings(ServiceSettings):
         repr=False,
     )
 
+    max_header_bytes: int = Field(
+        16 * 1024,
+        ge=4096,
+        description="Largest total size of a request's headers (names, values, 4 bytes each for ': ' and CRLF); "
+        "larger ones answer 431. Run uvicorn with a larger h11 limit than this, so this limit is the one met.",
+    )
+
     _split_keys = field_validator("api_keys", mode="before")(split_commas)
 
     @field_validator("api_keys")

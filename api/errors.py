@@ -34,7 +34,12 @@ def error_response(status: int, code: ErrorCode, message: str, headers: dict[str
 
 
 # Codes for the errors Starlette and FastAPI raise themselves.
-HTTP_CODES = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED, 413: ErrorCode.UPLOAD_TOO_LARGE}
+HTTP_CODES = {
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    413: ErrorCode.UPLOAD_TOO_LARGE,
+    431: ErrorCode.HEADERS_TOO_LARGE,
+}
 RETRY = {"Retry-After": "10"}
 
 

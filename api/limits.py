@@ -42,3 +42,24 @@ class BodySizeLimit:
     @property
     def message(self) -> str:
         return f"the request body is larger than {self.max_bytes} bytes"
+
+
+class HeaderSizeLimit:
+    """Requests whose headers total more than max_bytes answer 431 with the API's JSON error.
+
+    Counted as on the wire: each header's name and value plus 4 bytes (": " and CRLF), with the request line.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") + 16
+            size += sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+            if size > self.max_bytes:
+                message = f"the request headers are {size} bytes; the limit is {self.max_bytes}"
+                await error_response(431, ErrorCode.HEADERS_TOO_LARGE, message)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

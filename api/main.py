@@ -11,9 +11,11 @@ from prometheus_client import CollectorRegistry
 
 from api.config import ApiSettings
 from api.deps import Services
+from api.docs import install_docs
 from api.errors import install_error_handlers
-from api.limits import FORM_OVERHEAD_BYTES, BodySizeLimit
+from api.limits import FORM_OVERHEAD_BYTES, BodySizeLimit, HeaderSizeLimit
 from api.metrics import ServiceCollector
+from api.openapi import build_openapi
 from api.routes import events, files, health, jobs
 from jobs.events import EventReader
 from jobs.notify import WebhookNotifier
@@ -27,8 +29,11 @@ DESCRIPTION = """Turns one finished illustration into a timelapse video of how i
 
 Submit an image to `POST /v1/jobs`, then poll `GET /v1/jobs/{id}`, stream `GET /v1/jobs/{id}/events`, or receive
 signed webhooks. Keyframes appear on the job as they are generated; the MP4 when it succeeds. Every URL expires and
-is minted afresh on each read. Authenticate with `Authorization: Bearer <API key>`. Errors are
-`{"error": {"code", "message"}}`.
+is minted afresh on each read. Authenticate with `Authorization: Bearer <API key>`.
+
+Errors are `{"error": {"code", "message"}}`; each route lists its statuses and codes. Any route may also answer
+431 (`headers_too_large`: request headers over 16 KiB by default) or 500 (`internal_error`). Webhook bodies are
+in `webhooks`; the event stream's messages under `GET /v1/jobs/{job_id}/events`.
 """
 
 
@@ -53,7 +58,7 @@ def create_services(settings: ApiSettings) -> Services:
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
     services = create_services(settings)
-    app = FastAPI(title="paints-undo", version="0.1.0", description=DESCRIPTION)
+    app = FastAPI(title="paints-undo", version="0.1.0", description=DESCRIPTION, docs_url=None, redoc_url=None)
     app.state.services = services
     app.state.metrics = CollectorRegistry()  # collects at each scrape only, so startup needs no Redis
     app.state.metrics.register(ServiceCollector(services.jobs.store))
@@ -61,4 +66,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     for module in (jobs, events, files, health):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
+    app.add_middleware(HeaderSizeLimit, max_bytes=settings.max_header_bytes)  # outermost: runs first
+    install_docs(app)
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app

@@ -2,7 +2,7 @@
 
 import redis.asyncio
 
-from jobs.records import Event
+from jobs.records import Event, JobStatus
 from jobs.store import Keys, event_from_redis
 
 
@@ -23,6 +23,16 @@ class EventReader:
 
     async def job_exists(self, job_id: str) -> bool:
         return bool(await self.redis.exists(self.keys.job(job_id)))
+
+    async def read_now(self, job_id: str, after: str, count: int = 100) -> list[Event]:
+        """The events after the entry id `after`, without waiting."""
+        reply = await self.redis.xread({self.keys.events(job_id): after}, count=count)
+        return [event_from_redis(entry_id, fields) for entry_id, fields in reply[0][1]] if reply else []
+
+    async def job_status(self, job_id: str) -> JobStatus | None:
+        """The job's status now; None once it is deleted."""
+        status = await self.redis.hget(self.keys.job(job_id), "status")
+        return JobStatus(status) if status else None
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -7,11 +7,16 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from jobs.errors import ErrorCode, InvalidRequest
-from jobs.records import Job, JobStatus
+from jobs.records import EventType, Job, JobStatus
 from jobs.storage import Storage
+from model_core.settings import RenderSettings
+
+EXAMPLE_URL = (
+    "https://api.example.com/v1/files/jobs/job_0193a1b2c3d4e5f60718293a4b5c/video.mp4?expires=1767225600&signature=..."
+)
 
 
 class KeyframeOut(BaseModel):
@@ -29,7 +34,10 @@ class VideoOut(BaseModel):
 
 
 class ErrorOut(BaseModel):
-    code: str
+    code: ErrorCode = Field(
+        description="A failed job's reason: invalid_input, render_failed, timeout, worker_lost, model_unavailable "
+        "or storage_unavailable."
+    )
     message: str
 
 
@@ -42,8 +50,45 @@ class WebhookAttemptOut(BaseModel):
     error: str | None
 
 
+Metadata = dict[str, str]
+METADATA_DESCRIPTION = (
+    "The client's own reference, as given at submission: up to 16 string keys and string values of at most "
+    "256 characters each. Echoed in every read, event and webhook."
+)
+
+
 class JobOut(BaseModel):
-    id: str
+    """A job as clients see it: GET /v1/jobs/{id}, list entries, terminal events and webhook bodies."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "job_0193a1b2c3d4e5f60718293a4b5c",
+                    "status": "succeeded",
+                    "stage": None,
+                    "progress": 1.0,
+                    "queue_position": None,
+                    "eta_seconds": None,
+                    "created_at": "2026-11-30T10:00:00Z",
+                    "started_at": "2026-11-30T10:00:02Z",
+                    "finished_at": "2026-11-30T10:03:10Z",
+                    "prompt": "1girl, solo, long hair, smile",
+                    "settings": {**RenderSettings().model_dump(mode="json"), "undo_steps": [400, 999]},
+                    "keyframes": [{"index": 0, "undo_step": 400, "url": EXAMPLE_URL.replace("video.mp4", "k/00.png")}],
+                    "video": {"url": EXAMPLE_URL, "width": 640, "height": 384, "frames": 45, "fps": 4},
+                    "error": None,
+                    "cancel_requested": False,
+                    "metadata": {"artwork_id": "art_42", "user_id": "u_7"},
+                    "webhook_url": "https://app.example.com/hooks/paints-undo",
+                    "webhook_events": ["job.succeeded", "job.failed"],
+                    "webhook_attempts": [],
+                }
+            ]
+        }
+    )
+
+    id: str = Field(description="job_ followed by 28 hex digits; ids sort by creation time.")
     status: JobStatus
     stage: str | None = Field(description="tagging, keyframes, interpolation or encoding while running.")
     progress: float = Field(ge=0, le=1)
@@ -53,10 +98,17 @@ class JobOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     prompt: str | None = Field(description="The keyframe prompt used: the settings' own or the tagger's.")
-    settings: dict[str, Any] = Field(description="The RenderSettings of the job.")
+    settings: RenderSettings = Field(
+        description='The RenderSettings of the job, defaults filled in; width and height stay "auto" when they were '
+        "(the video's width and height give the size used)."
+    )
     keyframes: list[KeyframeOut] = Field(description="Grows as the keyframes are generated.")
     video: VideoOut | None
     error: ErrorOut | None
+    cancel_requested: bool = Field(
+        description="True once a cancel was asked: a running job stops at its next sampler step and ends canceled."
+    )
+    metadata: Metadata = Field(description=METADATA_DESCRIPTION)
     webhook_url: str | None
     webhook_events: list[str]
     webhook_attempts: list[WebhookAttemptOut]
@@ -110,13 +162,15 @@ def job_view(job: Job, storage: Storage, expires_in: int, queue_position: int | 
         started_at=timestamp(job.started_at),
         finished_at=timestamp(job.finished_at),
         prompt=job.prompt,
-        settings=job.settings,
+        settings=RenderSettings.model_validate(job.settings, strict=False),
         keyframes=[
             KeyframeOut(index=k.index, undo_step=k.undo_step, url=storage.url(k.key, expires_in))
             for k in sorted(job.keyframes, key=lambda k: k.index)
         ],
         video=video_view(job.video, storage, expires_in) if job.video else None,
         error=ErrorOut(**job.error) if job.error else None,
+        cancel_requested=job.cancel_requested,
+        metadata=job.metadata,
         webhook_url=job.webhook_url,
         webhook_events=list(job.webhook_events) if job.webhook_url else [],
         webhook_attempts=[
@@ -134,3 +188,65 @@ def video_view(video: dict[str, Any], storage: Storage, expires_in: int) -> Vide
         frames=video["frames"],
         fps=video["fps"],
     )
+
+
+# --- What the event stream and webhooks carry (documentation of their bodies, and the terminal events' type) --
+
+
+class EventData(BaseModel):
+    """Fields every event's `data` has."""
+
+    metadata: Metadata = Field(description=METADATA_DESCRIPTION)
+
+
+class StatusEventData(EventData):
+    """job.queued (also when a job is requeued after its worker was lost) and job.started."""
+
+    status: JobStatus
+    attempt: int | None = Field(None, description="job.started: 1 for the first try, more after a requeue.")
+
+
+class ProgressEventData(EventData):
+    """stage.started, stage.finished, job.progress, job.prompt and job.keyframe: the render's progress."""
+
+    progress: float = Field(ge=0, le=1, description="Fraction of the whole render done.")
+    eta_seconds: float | None = Field(description="Estimated seconds left; null until it can be estimated.")
+    stage: str | None = Field(None, description="stage.*, job.progress: tagging, keyframes, interpolation, encoding.")
+    seconds: float | None = Field(None, description="stage.finished: how long the stage took.")
+    step: int | None = Field(None, description="job.progress: sampler steps (or encoded frames) done of `total`.")
+    total: int | None = None
+    prompt: str | None = Field(None, description="job.prompt: the keyframe prompt used.")
+    index: int | None = Field(None, description="job.keyframe: the keyframe's position in undo_steps.")
+    undo_step: int | None = Field(None, description="job.keyframe: its undo step.")
+    url: str | None = Field(None, description="job.keyframe: PNG URL, minted when the event is sent; expires.")
+
+
+class TerminalEventData(EventData):
+    """job.succeeded, job.failed, job.canceled: the last event of a stream; `job` is the job as GET returns it."""
+
+    status: JobStatus
+    error: ErrorOut | None = Field(description="job.failed: why.")
+    job: JobOut = Field(description="The finished job, video included, with URLs minted when the event is sent.")
+
+
+EVENT_DATA: dict[EventType, type[EventData]] = {
+    EventType.QUEUED: StatusEventData,
+    EventType.STARTED: StatusEventData,
+    EventType.STAGE_STARTED: ProgressEventData,
+    EventType.STAGE_FINISHED: ProgressEventData,
+    EventType.PROGRESS: ProgressEventData,
+    EventType.PROMPT: ProgressEventData,
+    EventType.KEYFRAME: ProgressEventData,
+    EventType.SUCCEEDED: TerminalEventData,
+    EventType.FAILED: TerminalEventData,
+    EventType.CANCELED: TerminalEventData,
+}
+
+
+class WebhookBody(BaseModel):
+    """The JSON body POSTed to a job's webhook_url, signed per Standard Webhooks (webhook-id, webhook-timestamp,
+    webhook-signature headers). A retry resends the same body under the same webhook-id."""
+
+    type: EventType = Field(description="job.started, job.keyframe, job.succeeded, job.failed or job.canceled.")
+    timestamp: datetime
+    data: JobOut = Field(description="The job as GET returns it at the event, metadata and (when done) video included.")

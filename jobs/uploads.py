@@ -27,17 +27,30 @@ def check_image(data: bytes, max_bytes: int, max_pixels: int) -> str:
             with Image.open(io.BytesIO(data), formats=list(ACCEPTED_FORMATS)) as image:
                 width, height = image.size
                 if width * height > max_pixels:
-                    raise InvalidRequest(
-                        ErrorCode.IMAGE_TOO_LARGE,
-                        f"the image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}",
-                    )
+                    raise too_many_pixels(width, height, max_pixels)
                 image_format = image.format
                 image.load()  # a truncated or corrupt file fails here, not in the worker
     except UnidentifiedImageError as err:
         message = "the image must be a PNG, JPEG or WebP file"
         raise UnsupportedMediaType(ErrorCode.UNSUPPORTED_IMAGE_TYPE, message) from err
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise InvalidRequest(ErrorCode.IMAGE_TOO_LARGE, str(err)) from err
+        # Pillow's own limit met first (its header check runs inside Image.open): our message all the same.
+        raise too_many_pixels(*header_size(data), max_pixels) from err
     except (OSError, SyntaxError, ValueError) as err:
         raise InvalidRequest(ErrorCode.INVALID_IMAGE, f"the image could not be decoded: {err}") from err
     return ACCEPTED_FORMATS[image_format]
+
+
+def too_many_pixels(width: int, height: int, max_pixels: int) -> InvalidRequest:
+    message = f"the image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}"
+    return InvalidRequest(ErrorCode.IMAGE_TOO_LARGE, message)
+
+
+def header_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from the image's header alone, by the format's own parser (no decompression-bomb check)."""
+    for name in ACCEPTED_FORMATS:
+        factory, accept = Image.OPEN[name]
+        if accept is None or accept(data[:16]):
+            with factory(io.BytesIO(data)) as image:
+                return image.size
+    raise UnidentifiedImageError("unknown image format")

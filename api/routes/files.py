@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
 from api.deps import ServicesDep
-from api.errors import ErrorResponse
+from api.openapi import error_responses
 from jobs.errors import ErrorCode, Forbidden, NotFound
 from jobs.storage import SignatureError, StorageNotFound
 
@@ -24,12 +24,18 @@ NO_FILE = "no such file"
     response_class=FileResponse,
     responses={
         200: {"content": {"video/mp4": {}, "image/png": {}}},
-        403: {"model": ErrorResponse},
-        404: {"model": ErrorResponse},
+        **error_responses(
+            (403, [ErrorCode.INVALID_OR_EXPIRED_URL]),
+            (404, [ErrorCode.FILE_NOT_FOUND]),
+            (422, [ErrorCode.INVALID_REQUEST]),
+        ),
     },
 )
 def get_file(
-    key: str, services: ServicesDep, expires: Annotated[int, Query()], signature: Annotated[str, Query()]
+    key: str,
+    services: ServicesDep,
+    expires: Annotated[int, Query(description="Unix time the URL stops working; part of the signed URL.")],
+    signature: Annotated[str, Query(description="The URL's signature; part of the signed URL.")],
 ) -> FileResponse:
     """A stored file; the URL's signature proves the API minted it, and it stops working when it expires."""
     storage = services.local_storage

@@ -7,7 +7,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from api.deps import ServicesDep
-from api.errors import ErrorResponse, error_response
+from api.errors import error_response
+from api.openapi import error_responses
 from jobs.errors import ErrorCode
 from jobs.storage import StorageError
 
@@ -31,7 +32,7 @@ def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Readiness, responses={503: {"model": ErrorResponse}})
+@router.get("/readyz", response_model=Readiness, responses=error_responses((503, [ErrorCode.NOT_READY])))
 def readyz(services: ServicesDep) -> Readiness | Response:
     """Redis and storage are reachable; also lists the render workers and their state (loading, ready, busy, failed).
 

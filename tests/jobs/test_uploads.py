@@ -153,3 +153,12 @@ def test_one_pixel_over_max_pixels_is_refused() -> None:
     assert check_image(encode(picture(20, 10), "PNG"), MAX_BYTES, max_pixels=200) == "image/png"
     assert refusal(encode(picture(201, 1), "PNG"), max_pixels=200) == (422, "image_too_large")
     assert check_image(encode(picture(200, 1), "JPEG"), MAX_BYTES, max_pixels=200) == "image/jpeg"
+
+
+@pytest.mark.parametrize("side", [10_000, 50_000])  # over Pillow's warning limit, and over its error limit
+def test_a_decompression_bomb_gets_the_services_own_message(side: int) -> None:
+    with pytest.raises(ServiceError) as caught:
+        check_image(png_claiming(side, side), max_bytes=10**6, max_pixels=MAX_PIXELS)
+    assert caught.value.code == "image_too_large"
+    assert str(caught.value) == f"the image is {side}x{side} = {side * side} pixels; the limit is {MAX_PIXELS}"
+    assert "DOS" not in str(caught.value)
