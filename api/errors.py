@@ -10,7 +10,7 @@ import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jobs.errors import ErrorCode, ServiceError
@@ -25,6 +25,14 @@ class ErrorBody(BaseModel):
 
 
 class ErrorResponse(BaseModel):
+    """Every error answer's body."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"error": {"code": "job_not_found", "message": "no such job for this API key"}}]
+        }
+    )
+
     error: ErrorBody
 
 

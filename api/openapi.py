@@ -17,6 +17,7 @@ from jobs.errors import ErrorCode
 from jobs.records import EventType
 from jobs.schemas import EVENT_DATA, WebhookBody
 from jobs.webhooks import WEBHOOK_EVENTS
+from model_core.settings import RenderSettings
 
 REF = "#/components/schemas/{model}"
 
@@ -154,6 +155,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     for name, schema in model_schemas([*set(EVENT_DATA.values()), WebhookBody]).items():
         schemas.setdefault(name, schema)
+    # FastAPI drops every null from the document, defaults included: RenderSettings' own schema keeps prompt's.
+    schemas["RenderSettings"] = RenderSettings.model_json_schema(ref_template=REF, mode="serialization")
     for event, data in EVENT_DATA.items():
         schemas[event_schema_name(event)] = {
             "type": "object",

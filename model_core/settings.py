@@ -126,7 +126,8 @@ class RenderSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     prompt: Prompt | None = Field(
-        None, description="Prompt of the keyframe model; null lets the tagger describe the picture."
+        None,
+        description="Prompt of the keyframe model; null lets the tagger describe the picture.",
     )
     negative_prompt: Prompt = Field(
         "lowres, bad anatomy, bad hands, cropped, worst quality",

@@ -4,7 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from api.deps import ServicesDep
 from api.errors import error_response
@@ -16,10 +16,25 @@ router = APIRouter(tags=["health"])
 
 
 class Health(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
+
     status: str
 
 
 class Readiness(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "ready",
+                    "redis": "ok",
+                    "storage": "ok",
+                    "workers": [{"name": "render@gpu0", "state": "ready"}],
+                }
+            ]
+        }
+    )
+
     status: str
     redis: str
     storage: str

@@ -7,7 +7,7 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
@@ -107,6 +107,12 @@ SUBMIT_BODY: dict[str, Any] = {
 
 
 class JobList(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"jobs": JobOut.model_config["json_schema_extra"]["examples"], "next_cursor": None}]
+        }  # type: ignore[index]
+    )
+
     jobs: list[JobOut] = Field(description="Newest first.")
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null on the last page.",
