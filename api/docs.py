@@ -27,7 +27,7 @@ def install_docs(app: FastAPI) -> None:
             swagger_js_url=f"{root}{ASSETS}/swagger-ui-bundle.js",
             swagger_css_url=f"{root}{ASSETS}/swagger-ui.css",
             swagger_favicon_url=f"{root}{ASSETS}/favicon.png",
-            swagger_ui_parameters={"defaultModelsExpandDepth": 0, "tryItOutEnabled": False},
+            swagger_ui_parameters={"defaultModelsExpandDepth": 0, "tryItOutEnabled": True},
         )
 
     @app.get("/redoc", include_in_schema=False)

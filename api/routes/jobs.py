@@ -77,14 +77,12 @@ SUBMIT_BODY: dict[str, Any] = {
                         "format": "uri",
                         "maxLength": 2048,
                         "description": "http(s) URL that receives the job's signed webhooks (see `webhooks`). "
-                        "Needs PAINTS_UNDO_WEBHOOK_SECRET on the server.",
-                        "examples": ["https://app.example.com/hooks/paints-undo"],
+                        "Needs PAINTS_UNDO_WEBHOOK_SECRET on the server. Example: https://app.example.com/hooks/pu",
                     },
                     "webhook_events": {
                         "type": "string",
                         "description": "Comma-separated events to send to webhook_url, of "
-                        f"{', '.join(WEBHOOK_EVENTS)}; default: all of them.",
-                        "examples": ["job.succeeded,job.failed,job.canceled"],
+                        f"{', '.join(WEBHOOK_EVENTS)}; default: all of them. Example: job.succeeded,job.failed",
                     },
                     "metadata": {
                         "type": "object",
