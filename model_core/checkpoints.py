@@ -7,13 +7,14 @@ silent partial load.
 
 import inspect
 import json
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import huggingface_hub
 import torch
-from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+from huggingface_hub.errors import LocalEntryNotFoundError
 from safetensors.torch import load_file
 
 from model_core.errors import CheckpointError, InvalidInputError
@@ -23,6 +24,8 @@ T = TypeVar("T", bound=torch.nn.Module)
 # Weight file names of the published layouts: diffusers models, and transformers or hub-mixin models.
 DIFFUSERS_WEIGHTS, TRANSFORMERS_WEIGHTS = "diffusion_pytorch_model.safetensors", "model.safetensors"
 
+# How long one request to the Hugging Face Hub may wait for an answer.
+HUB_TIMEOUT_SECONDS = 15
 # How many key names an error message lists before it summarises the rest.
 _MAX_KEYS_SHOWN = 12
 
@@ -50,12 +53,16 @@ def resolve_checkpoint(
             "'owner/name'. Pass the folder that holds the checkpoint, or its repo id."
         )
     try:
+        offline = local_files_only or huggingface_hub.constants.HF_HUB_OFFLINE
+        if not offline:
+            offline = not _hub_answers(repo_id, revision, cache_dir)
         folder = huggingface_hub.snapshot_download(
             repo_id,
             revision=revision,
             cache_dir=cache_dir,
-            local_files_only=local_files_only,
+            local_files_only=offline,
             allow_patterns=list(allow_patterns) if allow_patterns else None,
+            etag_timeout=HUB_TIMEOUT_SECONDS,
         )
     except LocalEntryNotFoundError as error:
         raise CheckpointError(
@@ -63,9 +70,32 @@ def resolve_checkpoint(
             f"({cache_dir or huggingface_hub.constants.HF_HUB_CACHE}) and could not be downloaded. Download it "
             f"on a machine with network access (`hf download {repo_id}`), or pass a local folder. ({error})"
         ) from error
-    except (HfHubHTTPError, OSError) as error:
-        raise CheckpointError(f"Could not fetch the checkpoint {repo_id!r}: {error}") from error
+    except Exception as error:  # the hub's HTTP client raises its own types, which differ between its versions
+        raise CheckpointError(
+            f"Could not fetch the checkpoint {repo_id!r} from {huggingface_hub.constants.ENDPOINT}: "
+            f"{type(error).__name__}: {error}. Check the network and any proxy (HTTPS_PROXY), or download it "
+            f"elsewhere (`hf download {repo_id}`) and pass the folder."
+        ) from error
     return Path(folder)
+
+
+def _hub_answers(repo_id: str, revision: str | None, cache_dir: str | Path | None) -> bool:
+    """Say what is fetched, and ask the hub about the repo with a timeout, so that a server that accepts
+    connections and never answers fails in seconds (the hub's own client has no timeout on that request).
+
+    False when the hub did not answer but the cache holds the checkpoint; raises when neither.
+    """
+    print(f"Fetching {repo_id} from {huggingface_hub.constants.ENDPOINT} ...", file=sys.stderr, flush=True)
+    try:
+        huggingface_hub.HfApi().repo_info(repo_id, revision=revision, timeout=HUB_TIMEOUT_SECONDS)
+    except Exception as error:
+        try:
+            huggingface_hub.snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, local_files_only=True)
+        except Exception:
+            raise error from None
+        print(f"  the hub did not answer ({type(error).__name__}); using the cached copy", file=sys.stderr)
+        return False
+    return True
 
 
 def resolve_model_folder(
