@@ -58,7 +58,14 @@ def create_services(settings: ApiSettings) -> Services:
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
     services = create_services(settings)
-    app = FastAPI(title="paints-undo", version="0.1.0", description=DESCRIPTION, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="paints-undo",
+        version="0.1.0",
+        description=DESCRIPTION,
+        docs_url=None,  # api/docs.py serves them without a CDN
+        redoc_url=None,
+        generate_unique_id_function=lambda route: route.name,  # operationIds: create_job, get_job, ...
+    )
     app.state.services = services
     app.state.metrics = CollectorRegistry()  # collects at each scrape only, so startup needs no Redis
     app.state.metrics.register(ServiceCollector(services.jobs.store))

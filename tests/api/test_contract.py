@@ -49,6 +49,11 @@ def test_the_document_is_valid_openapi_3_1(document: dict) -> None:
     validate(document)
 
 
+def test_operation_ids_are_the_route_names(document: dict) -> None:
+    ids = {op["operationId"] for path in document["paths"].values() for op in path.values()}
+    assert {"create_job", "list_jobs", "get_job", "cancel_job", "delete_job", "job_events", "get_file"} <= ids
+
+
 def test_the_settings_part_is_the_render_settings_object(document: dict) -> None:
     body = document["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]["multipart/form-data"]
     assert body["encoding"]["settings"]["contentType"] == "application/json"
