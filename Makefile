@@ -1,5 +1,7 @@
 # `make test` works on a fresh machine that has nothing but Python >= 3.11.
 PYTHON ?= python3
+# `make run` waits for the first of its processes to exit (wait -n).
+SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 # Every dependency of every role at one exact version (pip constraints). `make lock` refreshes it.
@@ -36,8 +38,9 @@ lock: | $(BIN)/python
 		$(LOCK_FLAGS) -o $(CONSTRAINTS)
 
 # The service on this machine: the API on $PORT (default 8000), one render worker, the webhook worker and the
-# scheduler (Celery beat: the retention sweep). Needs PAINTS_UNDO_API_KEYS; PAINTS_UNDO_MODEL=tiny where the
-# real weights are not downloaded. Ctrl+C stops all.
+# scheduler (Celery beat: the retention sweep and the reaper). Needs PAINTS_UNDO_API_KEYS; PAINTS_UNDO_MODEL=tiny
+# where the real weights are not downloaded. Ctrl+C stops all; so does any of them exiting (a render worker
+# that cannot get its models, say), with its message and a non-zero status.
 run: install
 	mkdir -p data
 	$(BIN)/python -m api.preflight
@@ -45,7 +48,10 @@ run: install
 	$(BIN)/python -m worker.render_worker & \
 	$(BIN)/python -m worker.webhook_worker & \
 	$(BIN)/python -m worker.scheduler & \
-	$(BIN)/uvicorn --factory api.main:create_app --host 127.0.0.1 --port $${PORT:-8000}
+	$(BIN)/uvicorn --factory api.main:create_app --host 127.0.0.1 --port $${PORT:-8000} & \
+	wait -n; status=$$?; \
+	echo "make run: a process of the service exited (status $$status); stopping the others" >&2; \
+	exit $$(( status == 0 ? 1 : status ))
 
 # Style, formatting, and the layer contracts of .importlinter (api → jobs ← worker → model_core).
 lint: install
