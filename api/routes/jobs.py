@@ -78,11 +78,13 @@ SUBMIT_BODY: dict[str, Any] = {
                         "maxLength": 2048,
                         "description": "http(s) URL that receives the job's signed webhooks (see `webhooks`). "
                         "Needs PAINTS_UNDO_WEBHOOK_SECRET on the server. Example: https://app.example.com/hooks/pu",
+                        "examples": [""],  # Swagger UI's "Try it out" sends an empty field as absent
                     },
                     "webhook_events": {
                         "type": "string",
                         "description": "Comma-separated events to send to webhook_url, of "
                         f"{', '.join(WEBHOOK_EVENTS)}; default: all of them. Example: job.succeeded,job.failed",
+                        "examples": [""],
                     },
                     "metadata": {
                         "type": "object",
@@ -158,7 +160,7 @@ async def form_fields(form: FormData, max_image_bytes: int) -> tuple[bytes, dict
                 value = (await value.read()).decode()
             except UnicodeDecodeError as err:
                 raise InvalidRequest(ErrorCode.INVALID_REQUEST, f"{name}: must be UTF-8 text") from err
-        texts[name] = value
+        texts[name] = value if value and value.strip() else None  # an empty field is an absent one, as in HTML forms
     return await image.read(max_image_bytes + 1), texts
 
 
@@ -192,10 +194,10 @@ async def create_job(
     """Submit an image for rendering: answers 202 with the queued job and its Location.
 
     The form's parts: `image` (required), `settings` (RenderSettings as JSON), `webhook_url`, `webhook_events`,
-    `metadata` (JSON object), each at most once; any other part is refused. Keyframes are `settings.width` x
-    `settings.height`, by default "auto": about 512x640 pixels in the aspect ratio nearest the picture's; the
-    picture is center-cropped to that aspect. At the active-jobs limit the request is refused (429) before its
-    body is read.
+    `metadata` (JSON object), each at most once (an empty one counts as absent); any other part is refused.
+    Keyframes are `settings.width` x `settings.height`, by default "auto": about 512x640 pixels in the aspect
+    ratio nearest the picture's; the picture is center-cropped to that aspect. At the active-jobs limit the
+    request is refused (429) before its body is read.
     """
     await run_in_threadpool(services.jobs.check_capacity, owner, idempotency_key)
     image, texts = await read_form(request, services.settings.max_upload_bytes)

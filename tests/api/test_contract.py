@@ -190,6 +190,12 @@ def test_unknown_fields_and_missing_image_are_refused(client: TestClient) -> Non
     assert "multipart/form-data" in error(response, 422, ErrorCode.INVALID_REQUEST)
 
 
+def test_empty_text_fields_count_as_absent(client: TestClient) -> None:
+    response = submit(client, settings="", webhook_url="", webhook_events="", metadata=" ")
+    assert response.status_code == 202, response.text
+    assert response.json()["webhook_url"] is None and response.json()["metadata"] == {}
+
+
 def test_settings_may_come_as_a_json_file_part(client: TestClient) -> None:
     files = [("image", ("a.png", png(), "image/png")), ("settings", ("s.json", b'{"fps": 7}', "application/json"))]
     response = client.post("/v1/jobs", files=files, headers=AUTH)
