@@ -5,7 +5,7 @@ Light: no torch. URLs are minted on each read, so they are always valid for `exp
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -247,6 +247,8 @@ class WebhookBody(BaseModel):
     """The JSON body POSTed to a job's webhook_url, signed per Standard Webhooks (webhook-id, webhook-timestamp,
     webhook-signature headers). A retry resends the same body under the same webhook-id."""
 
-    type: EventType = Field(description="job.started, job.keyframe, job.succeeded, job.failed or job.canceled.")
+    type: Literal["job.started", "job.keyframe", "job.succeeded", "job.failed", "job.canceled"] = Field(
+        description="The event; only those in the job's webhook_events are sent."
+    )
     timestamp: datetime
     data: JobOut = Field(description="The job as GET returns it at the event, metadata and (when done) video included.")

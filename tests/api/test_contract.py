@@ -142,6 +142,7 @@ def test_webhook_bodies_are_in_the_webhooks_section(document: dict) -> None:
     for hook in document["webhooks"].values():
         body = resolve(document, hook["post"]["requestBody"]["content"]["application/json"]["schema"])
         assert resolve(document, body["properties"]["data"])["title"] == "JobOut"
+        assert body["properties"]["type"]["enum"] == list(WEBHOOK_EVENTS)
         assert {p["name"] for p in hook["post"]["parameters"]} == {
             "webhook-id",
             "webhook-timestamp",
