@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
@@ -99,6 +99,17 @@ class ServiceSettings(BaseSettings):
     )
 
     _split_hosts = field_validator("webhook_allowed_hosts", mode="before")(split_commas)
+
+    @model_validator(mode="after")
+    def _hard_limit_after_soft(self) -> "ServiceSettings":
+        # Celery arms the hard limit only once the soft one has passed: a hard limit at or below the soft one
+        # would never fire before it.
+        if self.job_time_limit <= self.job_soft_time_limit:
+            raise ValueError(
+                f"PAINTS_UNDO_JOB_TIME_LIMIT ({self.job_time_limit}) must be above PAINTS_UNDO_JOB_SOFT_TIME_LIMIT "
+                f"({self.job_soft_time_limit})"
+            )
+        return self
 
     @property
     def base_url(self) -> str:

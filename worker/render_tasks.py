@@ -9,6 +9,7 @@ died, so that the redelivered message starts it again at once.
 
 import logging
 
+from billiard.einfo import ExceptionWithTraceback
 from billiard.exceptions import WorkerLostError
 from celery import Task
 from celery.worker.request import Request
@@ -49,7 +50,10 @@ class RenderRequest(Request):
             WebhookNotifier(queue, open_storage(settings), settings.url_expiry_seconds).notify(job, EventType.FAILED)
 
     def on_failure(self, exc_info, send_failed_event: bool = True, return_ok: bool = False) -> None:
-        if isinstance(exc_info.exception, WorkerLostError):
+        error = exc_info.exception
+        if isinstance(error, ExceptionWithTraceback):  # how the pool hands over a dead process's error
+            error = error.exc
+        if isinstance(error, WorkerLostError):
             # The process died mid-job (killed, out of memory): its lease goes now, so the message that
             # Celery puts back starts the job again without waiting for the lease to run out.
             settings = RenderTask.settings

@@ -3,6 +3,7 @@ serving the API, a real Celery render worker on the tiny checkpoints, the webhoo
 receiver that verifies signatures."""
 
 import base64
+import io
 import json
 import os
 import signal
@@ -18,7 +19,9 @@ from typing import Any
 
 import boto3
 import httpx
+import numpy as np
 import pytest
+from PIL import Image
 from services import free_port, start_moto_server, start_redis_server, wait_for_http
 from standardwebhooks.webhooks import Webhook
 
@@ -34,6 +37,9 @@ MAX_UPLOAD_BYTES = 300_000
 MAX_PIXELS = 1_000_000
 # Small jobs for the tiny models: 2 keyframes, 3 clips of 40x40.
 FAST_SETTINGS = {"undo_steps": [400, 800], "width": 256, "height": 256, "keyframe_steps": 2, "video_steps": 2}
+# How long a test waits for something a job does: generous, so the suite passes on a machine whose cores
+# are busy with other work (a tiny job that takes 2 s idle took over 3 min under a load of 10).
+JOB_DEADLINE = 420
 # Jobs that run for several seconds, to act on them while they run.
 SLOW_SETTINGS = {**FAST_SETTINGS, "keyframe_steps": 60, "video_steps": 20}
 
@@ -125,7 +131,7 @@ def stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
+def wait_until(check: Callable[[], Any], timeout: float = JOB_DEADLINE, what: str = "condition") -> Any:
     """Polls `check` until it returns something truthy; fails the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -174,7 +180,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             wait_for_http(f"{stack.api_url}/healthz", api)
             with stack.client() as client:
                 ready = lambda: any(w["state"] == "ready" for w in client.get("/readyz").json().get("workers", []))  # noqa: E731
-                wait_until(ready, timeout=120, what="a render worker with its models loaded")
+                wait_until(ready, timeout=JOB_DEADLINE, what="a render worker with its models loaded")
             yield stack
         except BaseException:
             for log in sorted(logs.iterdir()):
@@ -184,3 +190,29 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             for process in stack.processes:
                 stop(process)
             receiver_server.shutdown()
+
+
+def png(width: int = 80, height: int = 96, seed: int = 0) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def submit(
+    client: httpx.Client, settings: dict | None = None, image: bytes | None = None, **form: str
+) -> httpx.Response:
+    data = {**form, **({"settings": json.dumps(settings)} if settings is not None else {})}
+    return client.post("/v1/jobs", files={"image": ("picture.png", image or png(), "image/png")}, data=data)
+
+
+def job(client: httpx.Client, job_id: str) -> dict:
+    response = client.get(f"/v1/jobs/{job_id}")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def wait_status(client: httpx.Client, job_id: str, *statuses: str, timeout: float = JOB_DEADLINE) -> dict:
+    return wait_until(
+        lambda: (body := job(client, job_id))["status"] in statuses and body, timeout, f"{job_id} to be {statuses}"
+    )
