@@ -46,7 +46,8 @@ COPY api ./api
 RUN pip install --no-deps . && rm -rf build ./*.egg-info
 USER 10001:10001
 EXPOSE 8000
-CMD ["uvicorn", "api.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["uvicorn", "api.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", \
+     "--http", "h11", "--h11-max-incomplete-event-size", "1048576"]
 
 # The webhook worker and the scheduler (Celery beat): the base dependencies only.
 FROM slim AS service

@@ -12,6 +12,8 @@ EXTRAS := api,worker,tiny,dev
 # CPU wheel). Elsewhere, TORCH_INDEX=https://download.pytorch.org/whl/cpu gets the CPU build.
 TORCH_INDEX ?=
 UV_VERSION := 0.13.9
+# Request headers up to 1 MiB reach the API, which answers past its own limit with a JSON 431 (api/limits.py).
+UVICORN_HEADERS := --http h11 --h11-max-incomplete-event-size 1048576
 
 .PHONY: run test lint install lock clean
 
@@ -48,7 +50,7 @@ run: install
 	$(BIN)/python -m worker.render_worker & \
 	$(BIN)/python -m worker.webhook_worker & \
 	$(BIN)/python -m worker.scheduler & \
-	$(BIN)/uvicorn --factory api.main:create_app --host 127.0.0.1 --port $${PORT:-8000} & \
+	$(BIN)/uvicorn --factory api.main:create_app --host 127.0.0.1 --port $${PORT:-8000} $(UVICORN_HEADERS) & \
 	wait -n; status=$$?; \
 	echo "make run: a process of the service exited (status $$status); stopping the others" >&2; \
 	exit $$(( status == 0 ? 1 : status ))

@@ -46,7 +46,10 @@ WITHOUT_HEALTHCHECK = {"scheduler"}
 # The Dockerfile target each Python service runs.
 TARGETS = {"api": "api", "worker": "worker", "webhook-worker": "service", "scheduler": "service"}
 COMMANDS = {
-    "api": ["uvicorn", "api.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"],
+    "api": [
+        *["uvicorn", "api.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"],
+        *["--http", "h11", "--h11-max-incomplete-event-size", "1048576"],
+    ],
     "worker": ["python", "-m", "worker.render_worker"],
     "webhook-worker": ["python", "-m", "worker.webhook_worker"],
     "scheduler": ["python", "-m", "worker.scheduler"],

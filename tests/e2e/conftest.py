@@ -40,6 +40,8 @@ FAST_SETTINGS = {"undo_steps": [400, 800], "width": 256, "height": 256, "keyfram
 # How long a test waits for something a job does: generous, so the suite passes on a machine whose cores
 # are busy with other work (a tiny job that takes 2 s idle took over 3 min under a load of 10).
 JOB_DEADLINE = 420
+# As `make run` and compose start uvicorn: the API answers oversized headers itself (431).
+UVICORN_HEADERS = ["--http", "h11", "--h11-max-incomplete-event-size", "1048576"]
 # Jobs that run for several seconds, to act on them while they run.
 SLOW_SETTINGS = {**FAST_SETTINGS, "keyframe_steps": 60, "video_steps": 20}
 
@@ -169,7 +171,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "PAINTS_UNDO_MAX_ATTEMPTS": "3",
         }
         api = launch(
-            [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "api.main:create_app",
+                "--port",
+                str(port),
+                *UVICORN_HEADERS,
+            ],
             env,
             logs / "api.log",
         )

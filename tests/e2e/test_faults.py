@@ -19,7 +19,18 @@ from pathlib import Path
 import boto3
 import httpx
 import pytest
-from conftest import JOB_DEADLINE, KEYS, SLOW_SETTINGS, job, launch, stop, submit, wait_status, wait_until
+from conftest import (
+    JOB_DEADLINE,
+    KEYS,
+    SLOW_SETTINGS,
+    UVICORN_HEADERS,
+    job,
+    launch,
+    stop,
+    submit,
+    wait_status,
+    wait_until,
+)
 from services import RedisServer, TcpProxy, free_port, start_moto_server, start_redis_server, wait_for_http
 
 from jobs.settings import ServiceSettings
@@ -28,7 +39,7 @@ from jobs.store import open_store
 pytestmark = pytest.mark.timeout(1800)
 
 ROLES = {
-    "api": ["-m", "uvicorn", "--factory", "api.main:create_app"],
+    "api": ["-m", "uvicorn", "--factory", "api.main:create_app", *UVICORN_HEADERS],
     "render": ["-m", "worker.render_worker"],
     "webhooks": ["-m", "worker.webhook_worker"],
     "scheduler": ["-m", "worker.scheduler"],
