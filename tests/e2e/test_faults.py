@@ -242,3 +242,34 @@ def test_a_submission_during_a_redis_outage_is_refused_and_leaves_no_file(make_s
 
 def iso_seconds(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
+
+
+def test_frozen_storage_holds_no_request_long(make_service, tmp_path: Path) -> None:
+    """S3 accepts connections but answers nothing (its process stopped): requests answer 503 within seconds."""
+    with start_redis_server() as redis_url, start_moto_server() as moto_url:
+        boto3.client(
+            "s3", endpoint_url=moto_url, aws_access_key_id="faults", aws_secret_access_key="faults"
+        ).create_bucket(Bucket="faults")
+        service = make_service(redis_url, "s3://faults/jobs", s3_endpoint_url=moto_url)
+        service.start("api")
+        port = moto_url.rsplit(":", 1)[1]
+        found = subprocess.run(["pgrep", "-f", f"moto.server -p {port}"], capture_output=True, text=True)
+        (moto,) = [int(pid) for pid in found.stdout.split()]
+        os.kill(moto, signal.SIGSTOP)
+        try:
+            with service.client() as client:
+                waits = {}
+                calls = {
+                    "POST /v1/jobs": lambda: submit(client, SLOW_SETTINGS),
+                    "/readyz": lambda: client.get("/readyz"),
+                }
+                for name, call in calls.items():
+                    started = time.monotonic()
+                    response = call()
+                    waits[name] = time.monotonic() - started
+                    assert response.status_code == 503, response.text
+        finally:
+            os.kill(moto, signal.SIGCONT)
+        shown = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in waits.items())
+        print(f"\nAPI waits with storage frozen: {shown}")
+        assert max(waits.values()) < 10
