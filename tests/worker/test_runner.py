@@ -214,12 +214,12 @@ def test_the_lease_is_renewed_while_the_job_runs(store: JobStore, storage: Local
     renewals: list[float] = []
 
     def wait_for_two_renewals() -> None:
-        job = store.get(job_id)
-        first = job.lease_until
+        seen = store.get(job_id).lease_until
         while len(renewals) < 2:
+            time.sleep(0.01)  # a pause between reads, so the renewing thread gets the GIL on a busy machine
             now = store.get(job_id).lease_until
-            if now != (renewals[-1] if renewals else first):
-                renewals.append(now)
+            if now != seen:
+                renewals.append(seen := now)
 
     pipeline = FakePipeline(while_running=wait_for_two_renewals)
     JobRunner(store, storage, RecordingNotifier(), lambda: pipeline, MAX_ATTEMPTS, lease_seconds=0.2).run(job_id)
