@@ -15,17 +15,18 @@ UV_VERSION := 0.13.9
 # Request headers up to 1 MiB reach the API, which answers past its own limit with a JSON 431 (api/limits.py).
 UVICORN_HEADERS := --http h11 --h11-max-incomplete-event-size 1048576
 
-.PHONY: run test lint install lock clean
+.PHONY: run test lint install lock clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # torch is installed only when the venv has none, so a CUDA build of the locked release stays.
-$(VENV)/.installed: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+$(VENV)/.installed: pyproject.toml clients/python/pyproject.toml $(CONSTRAINTS) | $(BIN)/python
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || \
 		$(BIN)/python -m pip install -c $(CONSTRAINTS) torch $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install -c $(CONSTRAINTS) -e ./clients/python
 	touch $@
 
 install: $(VENV)/.installed
@@ -61,7 +62,15 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
-test: lint
+# The browser test (tests/e2e/test_playground.py) drives Debian's chromium. Installed with apt where this
+# machine can (root, or sudo without a password); elsewhere that one test is skipped and says why.
+browser:
+	@command -v chromium >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	} || echo "make browser: chromium could not be installed; the browser test will be skipped" >&2
+
+test: lint browser
 	$(BIN)/pytest
 
 clean:

@@ -31,6 +31,8 @@ KEYS = {
     "alice": "alice-key-0123456789abcdef",
     "bob": "bob-key-0123456789abcdef00",
     "carol": "carol-key-0123456789abcdef",
+    "dave": "dave-key-0123456789abcdef0",  # tests/e2e/test_client.py
+    "erin": "erin-key-0123456789abcdef0",  # tests/e2e/test_playground.py
 }
 MAX_ACTIVE_JOBS = 3
 MAX_UPLOAD_BYTES = 300_000
