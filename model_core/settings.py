@@ -8,12 +8,22 @@ in any language hold them exactly.
 import math
 from typing import Annotated, Literal, TypedDict
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, ValidationError, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
 
 MAX_SEED = 2**32 - 1
 MAX_PROMPT_CHARS = 2000  # the text encoders read 77 tokens; this only bounds what a job record holds
 MAX_UNDO_STEP = 999
-MAX_KEYFRAMES = 20
+MAX_KEYFRAMES = 20  # generated (undo_steps) or supplied
+DEFAULT_UNDO_STEPS = (400, 600, 800, 900, 950, 999)  # the reference app's
 MAX_CACHE_INTERVAL = 10
 # Frames the interpolation model makes per pair of pictures; the video keeps all but the last of each.
 CLIP_FRAMES = 16
@@ -42,15 +52,18 @@ class VideoArguments(TypedDict):
     cache_interval: int
 
 
-def _distinct(steps: list[int]) -> list[int]:
-    if len(set(steps)) != len(steps):
-        raise ValueError("undo steps must be distinct")
-    return steps
+def _distinct(items: list) -> list:
+    if len(set(items)) != len(items):
+        raise ValueError("values must be distinct")
+    return items
 
 
 Prompt = Annotated[str, Field(max_length=MAX_PROMPT_CHARS)]
 UndoStep = Annotated[int, Field(ge=0, le=MAX_UNDO_STEP)]
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+UndoSteps = Annotated[list[UndoStep], Field(min_length=1, max_length=MAX_KEYFRAMES), AfterValidator(_distinct)]
+# Files made from the video besides the MP4 (model_core.outputs).
+OutputKind = Literal["preview", "frames"]
 MIN_SIDE, MAX_SIDE, SIDE_STEP = 256, 1024, 64
 # The reference's keyframe size; an automatic size has about its pixel count.
 REFERENCE_SIZE = (512, 640)
@@ -133,15 +146,16 @@ class RenderSettings(BaseModel):
         "lowres, bad anatomy, bad hands, cropped, worst quality",
         description="Negative prompt of the keyframe model.",
     )
-    undo_steps: Annotated[list[UndoStep], Field(min_length=1, max_length=MAX_KEYFRAMES), AfterValidator(_distinct)] = (
-        Field(
-            [400, 600, 800, 900, 950, 999],
-            description=(
-                "Operation steps of the keyframes: how many Ctrl+Z back from the finished picture, 0..999 "
-                "(999 is nearly a blank canvas). 1..20 distinct values, used in the order given: the video "
-                "runs from the last one to the finished picture, so give them in increasing order."
-            ),
-        )
+    undo_steps: UndoSteps | None = Field(
+        None,
+        description=(
+            "Operation steps of the keyframes the keyframe model makes: how many Ctrl+Z back from the finished "
+            "picture, 0..999 (999 is nearly a blank canvas). 1..20 distinct values, used in the order given: the "
+            "video runs from the last one to the finished picture, so give them in increasing order. null (the "
+            "default) is [400, 600, 800, 900, 950, 999], and a job shows the steps it used. Must be absent when "
+            "the request supplies its own keyframes."
+        ),
+        examples=[list(DEFAULT_UNDO_STEPS)],
     )
     width: SideOrAuto = Field(
         "auto",
@@ -180,7 +194,29 @@ class RenderSettings(BaseModel):
             "and change the video. Measured gains: bench/RESULTS.md."
         ),
     )
-    fps: int = Field(4, ge=1, le=30, description="Frames per second of the video.")
+    fps: int = Field(4, ge=1, le=30, description="Frames per second of the video (and of the preview).")
+    stop_after: Literal["keyframes"] | None = Field(
+        None,
+        description=(
+            '"keyframes": stop once the keyframes are made; the job succeeds with its keyframes and no video. '
+            "Pick or edit them, then submit them as the next job's supplied keyframes. null (the default): "
+            "render the video."
+        ),
+    )
+    outputs: Annotated[list[OutputKind], AfterValidator(_distinct)] = Field(
+        [],
+        description=(
+            'Files to make besides the MP4, which is always made: "preview", an animated WebP at most 512 px on '
+            'its long side that loops (for feeds and thumbnails), and "frames", every frame as a PNG in one ZIP.'
+        ),
+        examples=[["preview"]],
+    )
+
+    @model_validator(mode="after")
+    def _outputs_need_a_video(self) -> "RenderSettings":
+        if self.stop_after == "keyframes" and self.outputs:
+            raise ValueError('outputs are made from the video; a render with stop_after "keyframes" makes none')
+        return self
 
     def with_size(self, picture_width: int, picture_height: int) -> "RenderSettings":
         """These settings with width and height in pixels for a picture of that size (see `keyframe_size`)."""
@@ -195,8 +231,19 @@ class RenderSettings(BaseModel):
 
     @property
     def frame_count(self) -> int:
-        """Frames of the video: 15 per clip, one clip per keyframe plus one to the blank canvas."""
-        return (CLIP_FRAMES - 1) * (len(self.undo_steps) + 1)
+        """Frames of the video when the keyframe model makes the keyframes: 15 per clip, one clip per keyframe plus
+        one to the blank canvas (with supplied keyframes, their count takes the place of the undo steps')."""
+        return (CLIP_FRAMES - 1) * (len(self.keyframe_undo_steps) + 1)
+
+    @property
+    def keyframe_undo_steps(self) -> list[int]:
+        """The undo steps of the keyframes the keyframe model makes: undo_steps, or the default ones when null."""
+        return list(DEFAULT_UNDO_STEPS if self.undo_steps is None else self.undo_steps)
+
+    def with_undo_steps(self) -> "RenderSettings":
+        """These settings with undo_steps given, for a render whose keyframe model runs; a job records these, so
+        that it shows the steps it used."""
+        return self.model_copy(update={"undo_steps": self.keyframe_undo_steps})
 
     def keyframe_arguments(self, prompt: str) -> KeyframeArguments:
         """`KeyframeModel.generate`'s arguments. prompt: `self.prompt`, or the tagger's when that is None."""
@@ -204,7 +251,7 @@ class RenderSettings(BaseModel):
         return KeyframeArguments(
             prompt=prompt,
             negative_prompt=self.negative_prompt,
-            undo_steps=list(self.undo_steps),
+            undo_steps=self.keyframe_undo_steps,
             width=width,
             height=height,
             steps=self.keyframe_steps,

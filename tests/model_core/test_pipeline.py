@@ -176,6 +176,69 @@ def test_bad_calls_are_refused_before_any_work(pipeline, picture, tmp_path):
     assert events == [] and list(tmp_path.iterdir()) == []
 
 
+def snapshots(picture: np.ndarray) -> list[np.ndarray]:
+    """Two earlier states of `picture` in drawing order, in other sizes than the picture (they get cropped)."""
+    sketch = np.full((120, 90, 3), 255, np.uint8)
+    sketch[30:90, 20:70] = 40
+    return [sketch, np.ascontiguousarray(picture[::-1, :, :])]
+
+
+def test_supplied_keyframes_replace_the_keyframe_model(pipeline, picture, tmp_path):
+    events = []
+    supplied = snapshots(picture)
+    settings = SETTINGS.model_copy(update={"undo_steps": None})
+    result = pipeline.render(picture, tmp_path / "v.mp4", settings, keyframes=supplied, on_event=events.append)
+
+    assert result.prompt is None
+    assert not any(isinstance(e, PromptReady | KeyframeReady) for e in events)
+    assert {e.stage for e in events if isinstance(e, StageStarted)} == {Stage.INTERPOLATION, Stage.ENCODING}
+    assert events[-1].progress == 1.0
+    cropped = [resize_and_center_crop(k, SETTINGS.width, SETTINGS.height) for k in supplied]
+    assert all(np.array_equal(a, b) for a, b in zip(result.keyframes, cropped, strict=True))
+    # Undoing runs from the finished picture through the latest snapshot to the earliest, then the blank canvas.
+    finished = resize_and_center_crop(picture, SETTINGS.width, SETTINGS.height)
+    sequence = [finished, cropped[1], cropped[0], np.full_like(finished, 255)]
+    clips = pipeline.interpolation_model.interpolate_many(
+        list(zip(sequence[:-1], sequence[1:], strict=True)), **SETTINGS.video_arguments(), buckets=TINY_BUCKETS
+    )
+    assert np.array_equal(result.frames, np.concatenate([clip[:15] for clip in clips])[::-1])
+    assert len(read_mp4(result.video)[1]) == 45
+
+
+def test_stop_after_keyframes_makes_the_keyframes_and_no_video(pipeline, rendered, picture, tmp_path):
+    events = []
+    settings = SETTINGS.model_copy(update={"stop_after": "keyframes"})
+    result = pipeline.render(picture, None, settings, on_event=events.append)
+
+    assert result.video is None and result.frames is None
+    full, _ = rendered  # the same settings without stop_after: the same prompt and keyframes
+    assert result.prompt == full.prompt
+    assert all(np.array_equal(a, b) for a, b in zip(result.keyframes, full.keyframes, strict=True))
+    assert len(result.keyframes) == len(SETTINGS.undo_steps)
+    assert [e.stage for e in events if isinstance(e, StageStarted)] == [Stage.TAGGING, Stage.KEYFRAMES]
+    assert events[-1] == StageFinished(progress=1.0, eta_seconds=0.0, stage=Stage.KEYFRAMES, seconds=events[-1].seconds)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_supplied_keyframes_are_refused_before_any_work(pipeline, picture, tmp_path):
+    events = []
+    supplied = snapshots(picture)
+    no_steps = SETTINGS.model_copy(update={"undo_steps": None})
+    cases = [
+        (SETTINGS, supplied, "undo_steps must be absent"),
+        (no_steps, [supplied[0], supplied[1][..., :2]], r"keyframes\[1\] must have shape"),
+        (no_steps, [], "Supply 1 to 20 keyframes"),
+        (no_steps, supplied * 11, "Supply 1 to 20 keyframes"),
+        (no_steps.model_copy(update={"stop_after": "keyframes"}), supplied, "nothing to do"),
+    ]
+    for settings, keyframes, message in cases:
+        with pytest.raises(InvalidInputError, match=message):
+            pipeline.render(picture, tmp_path / "v.mp4", settings, keyframes=keyframes, on_event=events.append)
+    with pytest.raises(InvalidInputError, match="writes no video"):
+        pipeline.render(picture, tmp_path / "v.mp4", SETTINGS.model_copy(update={"stop_after": "keyframes"}))
+    assert events == [] and list(tmp_path.iterdir()) == []
+
+
 def test_sources_from_a_folder_name_each_repo_and_missing_ones_fail_clearly(tmp_path):
     sources = ModelSources.from_folder(tmp_path)
     assert sources.tagger == tmp_path / "wd-v1-4-moat-tagger-v2"

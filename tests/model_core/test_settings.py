@@ -14,7 +14,7 @@ def test_defaults_are_the_reference_apps():
     assert settings.model_dump() == {
         "prompt": None,
         "negative_prompt": "lowres, bad anatomy, bad hands, cropped, worst quality",
-        "undo_steps": [400, 600, 800, 900, 950, 999],
+        "undo_steps": None,  # the reference's steps, filled in when the keyframe model runs (below)
         "width": "auto",  # ours: about the reference's 512x640 pixels, in the picture's aspect
         "height": "auto",
         "keyframe_steps": 50,
@@ -26,7 +26,10 @@ def test_defaults_are_the_reference_apps():
         "video_seed": 123,
         "video_cache_interval": 1,  # ours: step caching off, so the job is the reference's exactly
         "fps": 4,
+        "stop_after": None,  # ours: the reference's whole job
+        "outputs": [],
     }
+    assert settings.keyframe_undo_steps == settings.with_undo_steps().undo_steps == [400, 600, 800, 900, 950, 999]
     assert settings.frame_count == 105
 
 
@@ -80,6 +83,24 @@ def test_bounds_are_accepted(field, value):
 def test_int_guidance_becomes_a_float():
     cfg = RenderSettings(keyframe_cfg=3).keyframe_cfg
     assert cfg == 3.0 and type(cfg) is float
+
+
+def test_given_undo_steps_are_kept_as_given():
+    settings = RenderSettings(undo_steps=[999, 400])
+    assert settings.keyframe_undo_steps == settings.with_undo_steps().undo_steps == [999, 400]
+    assert settings.with_size(512, 640).keyframe_arguments("p")["undo_steps"] == [999, 400]
+
+
+def test_outputs_are_distinct_kinds_and_need_a_video():
+    assert RenderSettings(outputs=["frames", "preview"]).outputs == ["frames", "preview"]
+    for outputs in (["preview", "preview"], ["gif"], "preview"):
+        with pytest.raises(ValidationError):
+            RenderSettings(outputs=outputs)
+    assert RenderSettings(stop_after="keyframes").stop_after == "keyframes"
+    with pytest.raises(ValidationError, match="outputs are made from the video"):
+        RenderSettings(stop_after="keyframes", outputs=["preview"])
+    with pytest.raises(ValidationError):
+        RenderSettings(stop_after="video")
 
 
 def test_frame_count_follows_the_number_of_keyframes():
