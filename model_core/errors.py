@@ -19,3 +19,7 @@ class RenderCanceled(ModelCoreError):
 
 class VideoEncodingError(ModelCoreError):
     """ffmpeg could not write the video (its own message says why: disk full, unwritable folder, ...)."""
+
+
+class CredentialsError(ModelCoreError):
+    """The C2PA signing certificate or key is unusable, or signing with them failed (the message says which)."""
