@@ -72,7 +72,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (jobs, events, files, health):
         app.include_router(module.router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes + FORM_OVERHEAD_BYTES)
     app.add_middleware(HeaderSizeLimit, max_bytes=settings.max_header_bytes)  # outermost: runs first
     install_docs(app)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]

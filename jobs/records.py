@@ -70,7 +70,8 @@ class Job:
     progress: float = 0.0
     eta_seconds: float | None = None
     prompt: str | None = None
-    video: dict[str, Any] | None = None  # {"key", "width", "height", "frames", "fps"}
+    video: dict[str, Any] | None = None  # {"key", "width", "height", "frames", "fps", "bytes"}
+    outputs: tuple[dict[str, Any], ...] = ()  # each {"kind", "key", "media_type", "bytes"}, the video's first
     error: dict[str, str] | None = None  # {"code", "message"}
     attempts: int = 0
     lease: int = 0  # fencing token: increases at each start; only the worker holding it may write
@@ -82,6 +83,7 @@ class Job:
     keyframes: tuple[Keyframe, ...] = ()
     webhook_attempts: tuple[dict[str, Any], ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)  # the client's own keys and values, echoed back
+    supplied_keyframes: tuple[str, ...] = ()  # storage keys of the request's own keyframes, earliest first
 
 
 def new_job_id(now: float) -> str:
@@ -98,11 +100,20 @@ def input_key(job_id: str) -> str:
     return f"jobs/{job_id}/input"
 
 
+def supplied_keyframe_key(job_id: str, index: int) -> str:
+    return f"jobs/{job_id}/input-keyframes/{index:02d}"
+
+
 def keyframe_key(job_id: str, lease: int, index: int) -> str:
     """Each attempt (lease) writes under its own keys, so a stale worker's late upload never replaces a file
     of the attempt that took over."""
     return f"jobs/{job_id}/r{lease}/keyframes/{index:02d}.png"
 
 
+def output_key(job_id: str, lease: int, file_name: str) -> str:
+    """A file made from an attempt's video: the video itself (video_key), preview.webp or frames.zip."""
+    return f"jobs/{job_id}/r{lease}/{file_name}"
+
+
 def video_key(job_id: str, lease: int) -> str:
-    return f"jobs/{job_id}/r{lease}/video.mp4"
+    return output_key(job_id, lease, "video.mp4")

@@ -33,6 +33,18 @@ class VideoOut(BaseModel):
     fps: int
 
 
+class OutputOut(BaseModel):
+    """A file the job made: the video, and the outputs its settings asked for."""
+
+    kind: Literal["video", "preview", "frames"] = Field(
+        description="video: the H.264 MP4 (always made); preview: an animated WebP, at most 512 px on its long side, "
+        "that loops; frames: every frame as a PNG (frame_0000.png, ...) in one ZIP."
+    )
+    url: str = Field(description="Expires; minted afresh on each read.")
+    media_type: str = Field(description="video/mp4, image/webp or application/zip.")
+    bytes: int = Field(description="Size of the file.")
+
+
 class ErrorOut(BaseModel):
     code: ErrorCode = Field(
         description="A failed job's reason: invalid_input, render_failed, timeout, worker_lost, model_unavailable "
@@ -74,9 +86,23 @@ class JobOut(BaseModel):
                     "started_at": "2026-11-30T10:00:02Z",
                     "finished_at": "2026-11-30T10:03:10Z",
                     "prompt": "1girl, solo, long hair, smile",
-                    "settings": {**RenderSettings().model_dump(mode="json"), "undo_steps": [400, 999]},
+                    "settings": {
+                        **RenderSettings().model_dump(mode="json"),
+                        "undo_steps": [400, 999],
+                        "outputs": ["preview"],
+                    },
                     "keyframes": [{"index": 0, "undo_step": 400, "url": EXAMPLE_URL.replace("video.mp4", "k/00.png")}],
                     "video": {"url": EXAMPLE_URL, "width": 640, "height": 384, "frames": 45, "fps": 4},
+                    "outputs": [
+                        {"kind": "video", "url": EXAMPLE_URL, "media_type": "video/mp4", "bytes": 1843210},
+                        {
+                            "kind": "preview",
+                            "url": EXAMPLE_URL.replace("video.mp4", "preview.webp"),
+                            "media_type": "image/webp",
+                            "bytes": 912344,
+                        },
+                    ],
+                    "supplied_keyframes": 0,
                     "error": None,
                     "cancel_requested": False,
                     "metadata": {"artwork_id": "art_42", "user_id": "u_7"},
@@ -102,8 +128,16 @@ class JobOut(BaseModel):
         description='The RenderSettings of the job, defaults filled in; width and height stay "auto" when they were '
         "(the video's width and height give the size used)."
     )
-    keyframes: list[KeyframeOut] = Field(description="Grows as the keyframes are generated.")
-    video: VideoOut | None
+    keyframes: list[KeyframeOut] = Field(
+        description="The keyframes the keyframe model made, in undo_steps order; grows as they are generated. Empty "
+        "when the request supplied its own."
+    )
+    supplied_keyframes: int = Field(description="How many keyframes the request supplied (0: the model made them).")
+    video: VideoOut | None = Field(description='The MP4, once the job succeeded; null with stop_after "keyframes".')
+    outputs: list[OutputOut] = Field(
+        description="Every file made from the video, the MP4 first, then those settings.outputs asked for; empty until "
+        "the job succeeds."
+    )
     error: ErrorOut | None
     cancel_requested: bool = Field(
         description="True once a cancel was asked: a running job stops at its next sampler step and ends canceled."
@@ -167,7 +201,9 @@ def job_view(job: Job, storage: Storage, expires_in: int, queue_position: int | 
             KeyframeOut(index=k.index, undo_step=k.undo_step, url=storage.url(k.key, expires_in))
             for k in sorted(job.keyframes, key=lambda k: k.index)
         ],
+        supplied_keyframes=len(job.supplied_keyframes),
         video=video_view(job.video, storage, expires_in) if job.video else None,
+        outputs=[output_view(output, storage, expires_in) for output in job.outputs],
         error=ErrorOut(**job.error) if job.error else None,
         cancel_requested=job.cancel_requested,
         metadata=job.metadata,
@@ -180,7 +216,7 @@ def job_view(job: Job, storage: Storage, expires_in: int, queue_position: int | 
 
 
 def video_view(video: dict[str, Any], storage: Storage, expires_in: int) -> VideoOut:
-    """`video` as stored by the worker: {"key", "width", "height", "frames", "fps"}."""
+    """`video` as stored by the worker: {"key", "width", "height", "frames", "fps", "bytes"}."""
     return VideoOut(
         url=storage.url(video["key"], expires_in),
         width=video["width"],
@@ -188,6 +224,12 @@ def video_view(video: dict[str, Any], storage: Storage, expires_in: int) -> Vide
         frames=video["frames"],
         fps=video["fps"],
     )
+
+
+def output_view(output: dict[str, Any], storage: Storage, expires_in: int) -> OutputOut:
+    """An output as stored by the worker: {"kind", "key", "media_type", "bytes"}."""
+    url = storage.url(output["key"], expires_in)
+    return OutputOut(kind=output["kind"], url=url, media_type=output["media_type"], bytes=output["bytes"])
 
 
 # --- What the event stream and webhooks carry (documentation of their bodies, and the terminal events' type) --

@@ -17,20 +17,21 @@ from jobs.errors import (
     IdempotencyConflict,
     InvalidRequest,
     JobNotFound,
+    PayloadTooLarge,
     ServiceError,
     ServiceUnavailable,
     TooManyActiveJobs,
 )
 from jobs.notify import WebhookNotifier
 from jobs.queue import TaskQueue
-from jobs.records import EventType, Job, JobStatus, input_key, job_prefix, new_job_id
+from jobs.records import EventType, Job, JobStatus, input_key, job_prefix, new_job_id, supplied_keyframe_key
 from jobs.schemas import JobOut, job_view, parse_metadata
 from jobs.settings import ServiceSettings
 from jobs.storage import Storage
 from jobs.store import JobStore
 from jobs.uploads import check_image
 from jobs.webhooks import check_target, parse_events
-from model_core.settings import RenderSettings, describe_validation_error
+from model_core.settings import MAX_KEYFRAMES, RenderSettings, describe_validation_error
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,20 @@ class Submission:
     webhook_events: str | None = None
     idempotency_key: str | None = None
     metadata: str | None = None  # a JSON object of the client's own string keys and values
+    keyframes: tuple[bytes, ...] = ()  # the artist's own earlier states, earliest first
+
+
+@dataclass(frozen=True)
+class UploadedImage:
+    data: bytes
+    content_type: str
 
 
 @dataclass(frozen=True)
 class CheckedSubmission:
     image: bytes
     content_type: str
+    keyframes: tuple[UploadedImage, ...]
     settings: RenderSettings
     webhook_url: str | None
     webhook_events: tuple[str, ...]
@@ -65,6 +74,8 @@ class CheckedSubmission:
         fields: list[Any] = [self.settings.model_dump(mode="json"), self.webhook_url, self.webhook_events]
         if self.metadata:  # absent when empty, so hashes of requests without metadata stay as they were
             fields.append(self.metadata)
+        if self.keyframes:  # likewise
+            fields.append([hashlib.sha256(keyframe.data).hexdigest() for keyframe in self.keyframes])
         return hashlib.sha256(self.image + json.dumps(fields).encode()).hexdigest()
 
 
@@ -87,7 +98,9 @@ class JobService:
 
     def check(self, submission: Submission) -> CheckedSubmission:
         """Every check of a submission, before anything is stored."""
-        content_type = check_image(submission.image, self.settings.max_upload_bytes, self.settings.max_pixels)
+        limits = self.settings.max_upload_bytes, self.settings.max_pixels
+        content_type = check_image(submission.image, *limits)
+        keyframes = self.check_keyframes(submission)
         events: tuple[str, ...] = ()
         if submission.webhook_url is not None:
             if self.settings.webhook_secret is None:
@@ -101,11 +114,28 @@ class JobService:
         return CheckedSubmission(
             image=submission.image,
             content_type=content_type,
-            settings=parse_settings(submission.settings),
+            keyframes=keyframes,
+            settings=settings_for(parse_settings(submission.settings), supplied_keyframes=bool(keyframes)),
             webhook_url=submission.webhook_url,
             webhook_events=events,
             idempotency_hash=hashlib.sha256(key.encode()).hexdigest() if key else None,
             metadata=parse_metadata(submission.metadata),
+        )
+
+    def check_keyframes(self, submission: Submission) -> tuple[UploadedImage, ...]:
+        """The supplied keyframes, each checked as the picture is; at most MAX_KEYFRAMES, and with the picture at
+        most max_request_bytes in all."""
+        if len(submission.keyframes) > MAX_KEYFRAMES:
+            message = f"{len(submission.keyframes)} keyframe parts; at most {MAX_KEYFRAMES}"
+            raise InvalidRequest(ErrorCode.INVALID_REQUEST, message)
+        total = len(submission.image) + sum(map(len, submission.keyframes))
+        if total > self.settings.max_request_bytes:
+            message = f"the picture and keyframes are {total} bytes; the limit is {self.settings.max_request_bytes}"
+            raise PayloadTooLarge(ErrorCode.UPLOAD_TOO_LARGE, message)
+        limits = self.settings.max_upload_bytes, self.settings.max_pixels
+        return tuple(
+            UploadedImage(data, check_image(data, *limits, name=f"keyframe {number}"))
+            for number, data in enumerate(submission.keyframes, start=1)
         )
 
     def check_capacity(self, owner: str, idempotency_key: str | None = None) -> None:
@@ -131,6 +161,7 @@ class JobService:
             return same_request(earlier, checked), False
         now = time.time()
         job_id = new_job_id(now)
+        keyframe_keys = tuple(supplied_keyframe_key(job_id, index) for index in range(len(checked.keyframes)))
         job = Job(
             id=job_id,
             owner=owner,
@@ -142,9 +173,16 @@ class JobService:
             webhook_events=checked.webhook_events,
             request_hash=checked.request_hash,
             metadata=checked.metadata,
+            supplied_keyframes=keyframe_keys,
         )
-        # The input is stored before the job exists, so a worker never sees a job without its image.
-        self.storage.put(job.input_key, checked.image, checked.content_type)
+        # The inputs are stored before the job exists, so a worker never sees a job without its images.
+        try:
+            self.storage.put(job.input_key, checked.image, checked.content_type)
+            for key, keyframe in zip(keyframe_keys, checked.keyframes, strict=True):
+                self.storage.put(key, keyframe.data, keyframe.content_type)
+        except Exception:
+            self.storage.delete_prefix(job_prefix(job_id))
+            raise
         try:
             stored, created = self.store.create(
                 job, max_active=self.settings.max_active_jobs, idempotency_hash=checked.idempotency_hash
@@ -219,6 +257,20 @@ def parse_settings(text: str | None) -> RenderSettings:
         return RenderSettings.model_validate_json(text)
     except ValidationError as err:
         raise InvalidRequest(ErrorCode.INVALID_SETTINGS, describe_validation_error(err)) from err
+
+
+def settings_for(settings: RenderSettings, *, supplied_keyframes: bool) -> RenderSettings:
+    """The settings a job records: the undo steps filled in when the keyframe model runs (the job shows the steps
+    it used); InvalidRequest when they contradict supplied keyframes."""
+    if not supplied_keyframes:
+        return settings.with_undo_steps()
+    if settings.undo_steps is not None:
+        message = "undo_steps: must be absent when keyframes are supplied (the keyframe model, whose steps they are, "
+        raise InvalidRequest(ErrorCode.INVALID_SETTINGS, message + "does not run)")
+    if settings.stop_after == "keyframes":
+        message = 'stop_after: "keyframes" with supplied keyframes has nothing to do; drop one of them'
+        raise InvalidRequest(ErrorCode.INVALID_SETTINGS, message)
+    return settings
 
 
 def same_request(job: Job, checked: CheckedSubmission) -> Job:

@@ -56,7 +56,14 @@ class ServiceSettings(BaseSettings):
     )
 
     # Submissions (jobs.service).
-    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest accepted image file.")
+    max_upload_bytes: int = Field(
+        20 * 1024 * 1024, ge=1024, description="Largest accepted image file (the picture, and each keyframe)."
+    )
+    max_request_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="Largest accepted submission: the picture and its supplied keyframes together.",
+    )
     max_pixels: int = Field(
         40_000_000, ge=4096, description="Largest accepted width x height, checked before decoding."
     )
@@ -85,6 +92,13 @@ class ServiceSettings(BaseSettings):
     )
     compile: bool = Field(False, description="torch.compile both UNets; the first jobs of each shape pay minutes.")
 
+    c2pa_cert: Path | None = Field(
+        None,
+        description="PEM certificate chain (signing certificate first) for Content Credentials; with c2pa_key, "
+        "every video, preview and keyframe a render worker writes carries a signed C2PA manifest.",
+    )
+    c2pa_key: Path | None = Field(None, description="The PEM private key of c2pa_cert.")
+
     job_soft_time_limit: int = Field(3600, ge=10, description="A job still running then fails with code `timeout`.")
     job_time_limit: int = Field(3900, ge=20, description="The worker process is killed then.")
     visibility_timeout: int = Field(
@@ -109,6 +123,21 @@ class ServiceSettings(BaseSettings):
                 f"PAINTS_UNDO_JOB_TIME_LIMIT ({self.job_time_limit}) must be above PAINTS_UNDO_JOB_SOFT_TIME_LIMIT "
                 f"({self.job_soft_time_limit})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _request_holds_an_upload(self) -> "ServiceSettings":
+        if self.max_request_bytes < self.max_upload_bytes:
+            raise ValueError(
+                f"PAINTS_UNDO_MAX_REQUEST_BYTES ({self.max_request_bytes}) must be at least "
+                f"PAINTS_UNDO_MAX_UPLOAD_BYTES ({self.max_upload_bytes})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _c2pa_cert_and_key_together(self) -> "ServiceSettings":
+        if (self.c2pa_cert is None) != (self.c2pa_key is None):
+            raise ValueError("set both PAINTS_UNDO_C2PA_CERT and PAINTS_UNDO_C2PA_KEY (PEM files), or neither")
         return self
 
     @property

@@ -76,6 +76,7 @@ def job_from_redis(fields: dict[str, str], keyframes: list[str], attempts: list[
         eta_seconds=number("eta_seconds"),
         prompt=fields.get("prompt"),
         video=json.loads(fields["video"]) if fields.get("video") else None,
+        outputs=tuple(json.loads(fields.get("outputs") or "[]")),
         error=json.loads(fields["error"]) if fields.get("error") else None,
         attempts=int(fields.get("attempts") or 0),
         lease=int(fields.get("lease") or 0),
@@ -87,6 +88,7 @@ def job_from_redis(fields: dict[str, str], keyframes: list[str], attempts: list[
         keyframes=tuple(Keyframe(**json.loads(item)) for item in keyframes),
         webhook_attempts=tuple(json.loads(item) for item in attempts),
         metadata=json.loads(fields.get("metadata") or "{}"),
+        supplied_keyframes=tuple(json.loads(fields.get("supplied_keyframes") or "[]")),
     )
 
 
@@ -272,6 +274,7 @@ class JobStore:
             "webhook_events": ",".join(job.webhook_events),
             "request_hash": job.request_hash,
             "metadata": json.dumps(job.metadata),
+            "supplied_keyframes": json.dumps(job.supplied_keyframes),
         }
 
     # --- status changes ------------------------------------------------------------------------
@@ -376,6 +379,7 @@ class JobStore:
         job: Job,
         status: JobStatus,
         video: dict[str, Any] | None = None,
+        outputs: list[dict[str, Any]] | None = None,
         error: dict[str, str] | None = None,
     ) -> None:
         now = time.time()
@@ -384,6 +388,8 @@ class JobStore:
             fields["progress"] = "1"
         if video is not None:
             fields["video"] = json.dumps(video)
+        if outputs is not None:
+            fields["outputs"] = json.dumps(outputs)
         if error is not None:
             fields["error"] = json.dumps(error)
             pipe.hincrby(self.keys.failures, error["code"], 1)
@@ -403,6 +409,7 @@ class JobStore:
         *,
         lease: int | None = None,
         video: dict[str, Any] | None = None,
+        outputs: list[dict[str, Any]] | None = None,
         error: dict[str, str] | None = None,
     ) -> Job | None:
         """Move an unfinished job to a terminal status; None when it was already finished (or is gone).
@@ -414,7 +421,7 @@ class JobStore:
         def change(job: Job, pipe: redis.client.Pipeline) -> bool:
             if job.status.is_terminal() or (lease is not None and job.lease != lease):
                 return False
-            self._end(pipe, job, status, video, error)
+            self._end(pipe, job, status, video, outputs, error)
             return True
 
         job, ended = self._change(job_id, change)

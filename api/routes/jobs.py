@@ -4,6 +4,7 @@ HTTP only: each route reads the request, calls jobs.service and shapes the answe
 """
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -18,12 +19,14 @@ from jobs.errors import ErrorCode, InvalidRequest
 from jobs.schemas import MAX_METADATA_KEYS, MAX_METADATA_LENGTH, METADATA_DESCRIPTION, JobOut
 from jobs.service import Submission
 from jobs.webhooks import WEBHOOK_EVENTS
+from model_core.settings import MAX_KEYFRAMES
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 JOB_ID = re.compile(r"job_[0-9a-f]{28}")
 TEXT_FIELDS = ("settings", "webhook_url", "webhook_events", "metadata")
-FORM_FIELDS = ("image", *TEXT_FIELDS)
+FORM_FIELDS = ("image", "keyframe", *TEXT_FIELDS)
+REPEATABLE_FIELDS = {"keyframe"}
 UNAVAILABLE = (503, [ErrorCode.SERVICE_UNAVAILABLE])
 NOT_FOUND = (404, [ErrorCode.JOB_NOT_FOUND])
 
@@ -67,6 +70,17 @@ SUBMIT_BODY: dict[str, Any] = {
                         "contentMediaType": "application/octet-stream",
                         "description": "The finished illustration: PNG, JPEG or WebP, recognised by its content.",
                     },
+                    "keyframe": {
+                        "type": "array",
+                        "maxItems": MAX_KEYFRAMES,
+                        "items": {"type": "string", "format": "binary", "contentMediaType": "application/octet-stream"},
+                        "description": "Optional, repeated: the artist's own earlier states of the picture (autosaves, "
+                        "flattened layers), earliest first, each checked and limited as `image` is; the picture and "
+                        "its keyframes together at most PAINTS_UNDO_MAX_REQUEST_BYTES (64 MiB by default). The video "
+                        "then runs blank canvas → these → the picture; the keyframe model does not run, and "
+                        "settings.undo_steps must be absent. Each is scaled and center-cropped to the keyframe size "
+                        "like the picture.",
+                    },
                     "settings": {
                         "$ref": REF.format(model="RenderSettings"),
                         "description": "RenderSettings as a JSON object (a text part, or a file part of JSON); "
@@ -98,6 +112,7 @@ SUBMIT_BODY: dict[str, Any] = {
             },
             "encoding": {
                 "image": {"contentType": "image/png, image/jpeg, image/webp"},
+                "keyframe": {"contentType": "image/png, image/jpeg, image/webp"},
                 "settings": {"contentType": "application/json"},
                 "metadata": {"contentType": "application/json"},
             },
@@ -120,15 +135,24 @@ class JobList(BaseModel):
     )
 
 
-async def read_form(request: Request, max_image_bytes: int) -> tuple[bytes, dict[str, str | None]]:
-    """The image's bytes (at most max_image_bytes + 1 of them) and the text fields of the multipart body.
+@dataclass(frozen=True)
+class SubmitForm:
+    """The multipart body's parts: each image's bytes (at most max_image_bytes + 1 of them) and the text fields."""
 
-    Each field at most once, and no others: a repeated or unknown part is an InvalidRequest naming it.
+    image: bytes
+    keyframes: tuple[bytes, ...]
+    texts: dict[str, str | None]
+
+
+async def read_form(request: Request, max_image_bytes: int) -> SubmitForm:
+    """The parts of the multipart body. `keyframe` may repeat; every other field comes at most once, and no
+    others: a repeated or unknown part is an InvalidRequest naming it.
     """
     if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         raise InvalidRequest(ErrorCode.INVALID_REQUEST, "send the job as multipart/form-data with an `image` part")
     try:
-        form = await request.form(max_files=len(FORM_FIELDS), max_fields=2 * len(FORM_FIELDS))
+        # One more file than allowed, so that too many keyframes get our own message.
+        form = await request.form(max_files=MAX_KEYFRAMES + 2, max_fields=2 * len(FORM_FIELDS))
     except HTTPException as err:
         if err.status_code != 400:  # 413 from the body size limit goes on as it is
             raise
@@ -139,19 +163,24 @@ async def read_form(request: Request, max_image_bytes: int) -> tuple[bytes, dict
         await form.close()
 
 
-async def form_fields(form: FormData, max_image_bytes: int) -> tuple[bytes, dict[str, str | None]]:
+async def form_fields(form: FormData, max_image_bytes: int) -> SubmitForm:
     names = [name for name, _ in form.multi_items()]
     if unknown := sorted(set(names) - set(FORM_FIELDS)):
         message = f"unknown form field(s) {', '.join(map(repr, unknown))}; the fields are {', '.join(FORM_FIELDS)}"
         raise InvalidRequest(ErrorCode.INVALID_REQUEST, message)
-    for name in FORM_FIELDS:
+    for name in set(FORM_FIELDS) - REPEATABLE_FIELDS:
         if (count := names.count(name)) > 1:
             message = f"{name}: the form has {count} parts named {name!r}; send each field once"
             raise InvalidRequest(ErrorCode.INVALID_REQUEST, message)
+    if (count := names.count("keyframe")) > MAX_KEYFRAMES:
+        raise InvalidRequest(ErrorCode.INVALID_REQUEST, f"keyframe: {count} parts; at most {MAX_KEYFRAMES}")
     image = form.get("image")
     if not isinstance(image, UploadFile):
         message = "image: a file part is required" if image is None else "image: must be a file part, not text"
         raise InvalidRequest(ErrorCode.INVALID_REQUEST, message)
+    keyframes = form.getlist("keyframe")
+    if not all(isinstance(keyframe, UploadFile) for keyframe in keyframes):
+        raise InvalidRequest(ErrorCode.INVALID_REQUEST, "keyframe: each must be a file part, not text")
     texts: dict[str, str | None] = {}
     for name in TEXT_FIELDS:
         value = form.get(name)
@@ -161,7 +190,11 @@ async def form_fields(form: FormData, max_image_bytes: int) -> tuple[bytes, dict
             except UnicodeDecodeError as err:
                 raise InvalidRequest(ErrorCode.INVALID_REQUEST, f"{name}: must be UTF-8 text") from err
         texts[name] = value if value and value.strip() else None  # an empty field is an absent one, as in HTML forms
-    return await image.read(max_image_bytes + 1), texts
+    return SubmitForm(
+        image=await image.read(max_image_bytes + 1),
+        keyframes=tuple([await keyframe.read(max_image_bytes + 1) for keyframe in keyframes]),
+        texts=texts,
+    )
 
 
 @router.post(
@@ -193,15 +226,16 @@ async def create_job(
 ) -> JobOut:
     """Submit an image for rendering: answers 202 with the queued job and its Location.
 
-    The form's parts: `image` (required), `settings` (RenderSettings as JSON), `webhook_url`, `webhook_events`,
-    `metadata` (JSON object), each at most once (an empty one counts as absent); any other part is refused.
+    The form's parts: `image` (required), `keyframe` (optional, repeated: the artist's own earlier states, earliest
+    first), `settings` (RenderSettings as JSON), `webhook_url`, `webhook_events`, `metadata` (JSON object), each
+    other than `keyframe` at most once (an empty one counts as absent); any other part is refused.
     Keyframes are `settings.width` x `settings.height`, by default "auto": about 512x640 pixels in the aspect
     ratio nearest the picture's; the picture is center-cropped to that aspect. At the active-jobs limit the
     request is refused (429) before its body is read.
     """
     await run_in_threadpool(services.jobs.check_capacity, owner, idempotency_key)
-    image, texts = await read_form(request, services.settings.max_upload_bytes)
-    submission = Submission(image, idempotency_key=idempotency_key, **texts)
+    form = await read_form(request, services.settings.max_upload_bytes)
+    submission = Submission(form.image, idempotency_key=idempotency_key, keyframes=form.keyframes, **form.texts)
     job, _ = await run_in_threadpool(services.jobs.submit, owner, submission)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return await run_in_threadpool(services.jobs.view, job)

@@ -61,6 +61,7 @@ def settings(redis_url: str, folder: Path, **overrides: object) -> ApiSettings:
         "redis_url": redis_url,
         "storage_url": f"file://{folder}",
         "max_upload_bytes": 50_000,
+        "max_request_bytes": 120_000,
         "max_pixels": 1_000_000,
         "max_active_jobs": 2,
         "webhook_secret": SECRET,
@@ -110,6 +111,52 @@ def test_a_submission_is_queued_once_and_answers_202(services: Services) -> None
     assert response.headers["Location"] == f"/v1/jobs/{job['id']}"
     assert (job["status"], job["queue_position"], job["settings"]["keyframe_steps"]) == ("queued", 1, 4)
     assert queue.rendered == [job["id"]]
+
+
+def submit_with_keyframes(client: TestClient, keyframes: list[bytes], **form):
+    files = [("image", ("picture.png", png(), "image/png"))]
+    files += [("keyframe", (f"snapshot{index}.png", data, "image/png")) for index, data in enumerate(keyframes)]
+    return client.post("/v1/jobs", files=files, data=form, headers={"Authorization": f"Bearer {ALICE}"})
+
+
+def test_supplied_keyframes_are_stored_in_order_and_the_job_has_no_undo_steps(services: Services) -> None:
+    queue = RecordingQueue()
+    client = client_for(services, queue)
+    keyframes = [png(32, 40), png(48, 48), png(20, 30)]
+    response = submit_with_keyframes(client, keyframes, settings='{"outputs": ["preview", "frames"]}')
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert job["supplied_keyframes"] == 3 and job["keyframes"] == [] and job["outputs"] == []
+    assert job["settings"]["undo_steps"] is None and job["settings"]["outputs"] == ["preview", "frames"]
+    assert queue.rendered == [job["id"]]
+    stored = services.jobs.store.get(job["id"])
+    assert [services.jobs.storage.get(key) for key in stored.supplied_keyframes] == keyframes
+    # Without keyframes, the job records the undo steps the keyframe model will use.
+    assert submit(client).json()["settings"]["undo_steps"] == [400, 600, 800, 900, 950, 999]
+    two_phase = submit(client, key=BOB, settings='{"stop_after": "keyframes"}').json()  # ALICE is at her limit
+    assert two_phase["settings"]["stop_after"] == "keyframes" and two_phase["supplied_keyframes"] == 0
+
+
+@pytest.mark.parametrize(
+    ("keyframes", "settings", "status", "code", "named"),
+    [
+        ([png()], '{"undo_steps": [400]}', 422, ErrorCode.INVALID_SETTINGS, "undo_steps: must be absent"),
+        ([png()], '{"stop_after": "keyframes"}', 422, ErrorCode.INVALID_SETTINGS, "nothing to do"),
+        ([png()] * 21, None, 422, ErrorCode.INVALID_REQUEST, "keyframe: 21 parts; at most 20"),
+        ([png(), b"GIF89a" + b"\0" * 100], None, 415, ErrorCode.UNSUPPORTED_IMAGE_TYPE, "keyframe 2 must be"),
+        ([png(1001, 1000)], None, 422, ErrorCode.IMAGE_TOO_LARGE, "keyframe 1 is 1001x1000"),
+        ([b"x" * 60_000], None, 413, ErrorCode.UPLOAD_TOO_LARGE, "keyframe 1 is larger than the limit of 50000 bytes"),
+        ([b"x" * 40_000] * 3, None, 413, ErrorCode.UPLOAD_TOO_LARGE, "the picture and keyframes are"),
+    ],
+)
+def test_bad_supplied_keyframes_are_refused_and_nothing_is_stored(
+    services: Services, tmp_path: Path, keyframes, settings, status, code, named
+) -> None:
+    queue = RecordingQueue()
+    client = client_for(services, queue)
+    form = {"settings": settings} if settings else {}
+    assert named in error(submit_with_keyframes(client, keyframes, **form), status, code)
+    assert queue.rendered == [] and not (tmp_path / "jobs").exists()
 
 
 def test_authentication_errors(client: TestClient) -> None:
