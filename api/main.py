@@ -16,7 +16,7 @@ from api.errors import install_error_handlers
 from api.limits import FORM_OVERHEAD_BYTES, BodySizeLimit, HeaderSizeLimit
 from api.metrics import ServiceCollector
 from api.openapi import build_openapi
-from api.routes import events, files, health, jobs
+from api.routes import events, files, health, jobs, playground
 from jobs.events import EventReader
 from jobs.notify import WebhookNotifier
 from jobs.queue import TaskQueue, create_celery
@@ -70,7 +70,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.metrics = CollectorRegistry()  # collects at each scrape only, so startup needs no Redis
     app.state.metrics.register(ServiceCollector(services.jobs.store))
     install_error_handlers(app)
-    for module in (jobs, events, files, health):
+    for module in (jobs, events, files, health, playground):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes + FORM_OVERHEAD_BYTES)
     app.add_middleware(HeaderSizeLimit, max_bytes=settings.max_header_bytes)  # outermost: runs first

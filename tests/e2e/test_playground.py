@@ -1,0 +1,221 @@
+"""The playground at / in a real headless browser (Debian's chromium driven by Playwright) against the whole service
+of conftest.py: a user's way from the key and a picture to a playing video, cancel, the API's errors, and a phone.
+
+Screenshots go to test-artifacts/playground/ at the repo root (PAINTS_UNDO_TEST_ARTIFACTS replaces test-artifacts/).
+"""
+
+import io
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from conftest import FAST_SETTINGS, JOB_DEADLINE, KEYS, SLOW_SETTINGS, Stack, job, submit, wait_status
+from PIL import Image, ImageDraw
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+
+pytestmark = pytest.mark.timeout(1800)
+
+CHROMIUM = shutil.which("chromium")
+ARTIFACTS = Path(os.environ.get("PAINTS_UNDO_TEST_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))
+SCREENSHOTS = ARTIFACTS / "playground"
+KEY = KEYS["erin"]
+WAIT_MS = JOB_DEADLINE * 1000  # for what a job does; the page itself answers within Playwright's default 30 s
+PHONE = {"width": 390, "height": 844}
+
+PROGRESS = "() => document.querySelector('#job-progress').value"
+KEYFRAME_SHOWN = "() => [...document.querySelectorAll('#keyframes img')].some(i => i.complete && i.naturalWidth > 0)"
+VIDEO_PLAYING = """() => {
+  const video = document.querySelector('#video');
+  return video.readyState >= 2 && video.currentTime > 0 && !video.paused;
+}"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if CHROMIUM is None:
+        pytest.skip("no chromium on PATH: `make browser` installs Debian's")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"], headless=True
+        )
+        yield browser
+        browser.close()
+
+
+@contextmanager
+def playground(browser: Browser, stack: Stack, **options: Any) -> Iterator[Page]:
+    """The page in a fresh tab; fails the test on an uncaught script error or a Content-Security-Policy report."""
+    context = browser.new_context(**{"viewport": {"width": 1280, "height": 900}, **options})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    page.on("console", lambda message: "Content Security Policy" in message.text and problems.append(message.text))
+    try:
+        page.goto(stack.api_url)
+        expect(page.get_by_role("button", name="Make the timelapse")).to_be_enabled()  # the settings form is built
+        yield page
+        assert not problems, problems
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def page(browser: Browser, stack: Stack) -> Iterator[Page]:
+    with playground(browser, stack) as page:
+        yield page
+
+
+def picture() -> bytes:
+    """A small illustration-like PNG: a sky, a hill and a sun."""
+    image = Image.new("RGB", (160, 160), (180, 210, 240))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((-40, 100, 200, 260), fill=(90, 160, 90))
+    draw.ellipse((100, 20, 140, 60), fill=(250, 200, 60))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def enter_key(page: Page, key: str = KEY) -> None:
+    page.get_by_label("API key").fill(key)
+    page.keyboard.press("Tab")  # leaving the field saves the key and lists its jobs
+
+
+def fill_settings(page: Page, settings: dict[str, Any]) -> None:
+    page.locator("#settings summary").click()
+    for name, value in settings.items():
+        text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        page.locator(f"[name={name}]").fill(text)
+
+
+def start_job(page: Page, settings: dict[str, Any]) -> str:
+    """Like a user: the key, a picture, the settings; submit. The new job's id, as the page shows it."""
+    enter_key(page)
+    page.locator("#picture").set_input_files({"name": "hill.png", "mimeType": "image/png", "buffer": picture()})
+    expect(page.get_by_alt_text("The chosen picture")).to_be_visible()
+    fill_settings(page, settings)
+    page.get_by_role("button", name="Make the timelapse").click()
+    expect(page.locator("#job-id")).to_have_text(re.compile(r"job_[0-9a-f]{28}"))
+    return page.locator("#job-id").inner_text()
+
+
+def expect_error(page: Page, error: dict[str, str]) -> None:
+    expect(page.get_by_role("alert")).to_be_visible()
+    expect(page.locator("#error-code")).to_have_text(error["code"])
+    expect(page.locator("#error-message")).to_have_text(error["message"])
+
+
+def screenshot(page: Page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / name
+    page.screenshot(path=path, full_page=True)
+    print(f"screenshot: {path}")
+    return path
+
+
+def test_a_picture_becomes_a_playing_video(page: Page, stack: Stack) -> None:
+    settings = {"width": 256, "height": 256, "undo_steps": [400, 800], "keyframe_steps": 30, "video_steps": 6}
+    job_id = start_job(page, settings)
+
+    first = page.wait_for_function(f"() => {{ const p = ({PROGRESS})(); return p > 0 && p < 1 && p }}", timeout=WAIT_MS)
+    page.wait_for_function(f"first => ({PROGRESS})() > first", arg=first.json_value(), timeout=WAIT_MS)
+    page.wait_for_function(KEYFRAME_SHOWN, timeout=WAIT_MS)
+    screenshot(page, "job-running.png")
+
+    page.wait_for_function(VIDEO_PLAYING, timeout=WAIT_MS)
+    expect(page.locator("#job-status")).to_have_text("succeeded")
+    expect(page.locator("#job-progress")).to_have_js_property("value", 1)
+    expect(page.locator("#keyframes img")).to_have_count(2)
+    link = page.get_by_role("link", name=re.compile("^Download video"))
+    screenshot(page, "job-finished.png")
+
+    with stack.client("erin") as client:
+        done = job(client, job_id)
+    assert done["status"] == "succeeded"
+    assert {name: done["settings"][name] for name in settings} == settings  # the form's values were sent
+    video_url = next((o["url"] for o in done.get("outputs", []) if o["kind"] == "video"), done["video"]["url"])
+    assert urlsplit(link.get_attribute("href")).path == urlsplit(video_url).path
+    assert httpx.get(link.get_attribute("href")).content[4:8] == b"ftyp"  # the link downloads the MP4
+
+
+def test_a_running_job_is_canceled_from_the_page(page: Page, stack: Stack) -> None:
+    job_id = start_job(page, SLOW_SETTINGS)
+    page.wait_for_function(f"() => ({PROGRESS})() > 0", timeout=WAIT_MS)  # it renders
+
+    page.get_by_role("button", name="Cancel", exact=True).click()
+
+    expect(page.locator("#job-status")).to_have_text("canceled", timeout=WAIT_MS)
+    expect(page.get_by_role("button", name="Cancel", exact=True)).to_be_hidden()
+    with stack.client("erin") as client:
+        assert job(client, job_id)["status"] == "canceled"
+
+
+def test_a_dropped_event_stream_resumes_after_the_last_event_seen(page: Page, stack: Stack) -> None:
+    """The first stream's body, as the service sent it, is cut after the first keyframe: the page reconnects with
+    that event's id as Last-Event-ID and gets the rest."""
+    last_event_ids: list[str | None] = []
+    cut_at: list[str] = []
+
+    def cut_after_the_first_keyframe(route: Route) -> None:
+        last_event_ids.append(route.request.headers.get("last-event-id"))
+        if len(last_event_ids) > 1:
+            return route.continue_()
+        messages = route.fetch(timeout=WAIT_MS).text().split("\n\n")  # the whole stream: until the job ends
+        kept = messages[: next(i for i, m in enumerate(messages) if "event: job.keyframe" in m) + 1]
+        cut_at.append(re.search(r"^id: (.+)$", kept[-1], re.MULTILINE).group(1))
+        route.fulfill(headers={"content-type": "text/event-stream"}, body="\n\n".join(kept) + "\n\n")
+
+    page.route("**/v1/jobs/*/events", cut_after_the_first_keyframe)
+    start_job(page, FAST_SETTINGS)
+
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=WAIT_MS)
+    assert last_event_ids == [None, *cut_at]
+    expect(page.locator("#keyframes img")).to_have_count(len(FAST_SETTINGS["undo_steps"]))
+    page.wait_for_function(VIDEO_PLAYING, timeout=WAIT_MS)
+
+
+def test_the_apis_errors_are_shown_as_its_messages(page: Page, stack: Stack) -> None:
+    with stack.client(None) as client:
+        refused = client.get("/v1/jobs", headers={"Authorization": "Bearer not-a-key-0123456789"}).json()["error"]
+    enter_key(page, "not-a-key-0123456789")
+    expect_error(page, refused)
+
+    # Ranges are the browser's to enforce: nothing is sent.
+    enter_key(page)
+    fill_settings(page, {"keyframe_steps": 500})
+    page.get_by_role("button", name="Make the timelapse").click()
+    assert page.locator("[name=keyframe_steps]").evaluate("input => input.validity.rangeOverflow")
+    expect(page.locator("#job")).to_be_hidden()
+
+    # What only the API can check: its answer is shown.
+    settings = {"undo_steps": [400, 400]}
+    with stack.client("erin") as client:
+        invalid = submit(client, settings).json()["error"]
+    page.locator("[name=keyframe_steps]").fill("2")
+    page.locator("[name=undo_steps]").fill("400, 400")
+    page.locator("#picture").set_input_files({"name": "hill.png", "mimeType": "image/png", "buffer": picture()})
+    page.get_by_role("button", name="Make the timelapse").click()
+    expect_error(page, invalid)
+    expect(page.locator("#job")).to_be_hidden()
+
+
+def test_on_a_phone_a_finished_job_opens_from_the_recent_jobs(browser: Browser, stack: Stack) -> None:
+    with stack.client("erin") as client:
+        job_id = submit(client, FAST_SETTINGS).json()["id"]
+        assert wait_status(client, job_id, "succeeded", "failed")["status"] == "succeeded"
+
+    with playground(browser, stack, viewport=PHONE, is_mobile=True, has_touch=True, device_scale_factor=2) as page:
+        enter_key(page)
+        page.locator(".recent-job", has_text=job_id).click()
+        expect(page.locator("#job-id")).to_have_text(job_id)
+        page.wait_for_function(VIDEO_PLAYING, timeout=WAIT_MS)
+        expect(page.locator("#keyframes img")).to_have_count(len(FAST_SETTINGS["undo_steps"]))
+        assert page.evaluate("document.scrollingElement.scrollWidth") <= PHONE["width"]
+        screenshot(page, "phone.png")
