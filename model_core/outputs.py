@@ -9,7 +9,7 @@ how it was made to anyone who opens it later. Each file appears whole or not at 
 import io
 import os
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -124,3 +124,16 @@ def keyframe_png(image: np.ndarray, text: Mapping[str, str]) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()
+
+
+# The file name and media type of each kind of output (RenderSettings.outputs), beside video.mp4.
+OUTPUT_FILES = {"preview": ("preview.webp", PREVIEW_MEDIA_TYPE), "frames": ("frames.zip", FRAMES_MEDIA_TYPE)}
+
+
+def write_outputs(frames: np.ndarray, folder: Path, kinds: Sequence[str], *, fps: int) -> dict[str, Path]:
+    """Write the outputs `kinds` ("preview", "frames") of a video's frames into folder, under OUTPUT_FILES' names."""
+    paths = {}
+    for kind in kinds:
+        path = folder / OUTPUT_FILES[kind][0]
+        paths[kind] = write_preview(frames, path, fps=fps) if kind == "preview" else write_frames_zip(frames, path)
+    return paths

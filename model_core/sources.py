@@ -24,6 +24,7 @@ from model_core.tagger import DOWNLOADED_FILES as TAGGER_FILES
 from model_core.tagger import TAGGER_REPO
 
 TINY_MODEL = "tiny"
+TINY_MODEL_ID = "paints-undo tiny preset (random weights)"
 DEFAULT_OWNER = "lllyasviel"
 # What fetching each model needs: its repo's file patterns, and the subfolders that must exist.
 _LAYOUTS = {
@@ -67,6 +68,11 @@ class ModelSources:
             f"{owner}/{_repo_name(KEYFRAME_REPO)}",
             f"{owner}/{_repo_name(INTERPOLATION_REPO)}",
         )
+
+    def ids(self) -> tuple[str, ...]:
+        """The keyframe model's, the interpolation model's and the tagger's repo ids (a folder: its name)."""
+        sources = (self.keyframe_model, self.interpolation_model, self.tagger)
+        return tuple(source.name if isinstance(source, Path) else source for source in sources)
 
     def fetch(
         self,
@@ -130,6 +136,16 @@ def fetch_model_sources(
         return sources.fetch(cache_dir=cache_dir, local_files_only=local_files_only)
     except CheckpointError as error:
         raise CheckpointError(f"{error} {_WHAT_TO_DO}") from error
+
+
+def model_ids(model: str | Path, *, tagger: str | None = None) -> tuple[str, ...]:
+    """How a render's files name the models that `model` (as `fetch_model_sources` takes it) stands for: the keyframe
+    model's, the interpolation model's and the tagger's repo ids, or their folder names in a local layout."""
+    if model == TINY_MODEL:
+        return (TINY_MODEL_ID,)
+    if isinstance(model, Path) or "/" in model or model.startswith((".", "~")):
+        return ModelSources.from_folder(model).ids()
+    return ModelSources.from_owner(model, tagger=tagger).ids()
 
 
 def write_tiny_sources(folder: str | Path) -> ModelSources:

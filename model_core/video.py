@@ -19,6 +19,7 @@ from model_core.errors import InvalidInputError, VideoEncodingError
 # x264's constant rate factor: 18 is visually lossless for drawings; the reference's 1 makes
 # files several times larger for differences no one sees once yuv420p has halved the colour.
 DEFAULT_CRF = 18
+MP4_MEDIA_TYPE = "video/mp4"
 MAX_FPS = 240
 
 FrameCallback = Callable[[int, int], None]  # (frames written, total)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from jobs.settings import ServiceSettings
 from model_core.configs import TINY_BUCKETS
+from model_core.credentials import ContentCredentials
 from model_core.errors import CheckpointError
 from model_core.pipeline import PaintsUndoPipeline
 from model_core.sources import TINY_MODEL, ModelSources, fetch_model_sources
@@ -41,6 +42,16 @@ def load_pipeline(sources: ModelSources, settings: ServiceSettings) -> PaintsUnd
         compile=settings.compile,
         **buckets,
     )
+
+
+def load_credentials(settings: ServiceSettings) -> ContentCredentials | None:
+    """The C2PA signing credentials of PAINTS_UNDO_C2PA_CERT and PAINTS_UNDO_C2PA_KEY; None when they are not set.
+
+    Raises CredentialsError saying what is wrong with the files (checked by signing a probe).
+    """
+    if settings.c2pa_cert is None or settings.c2pa_key is None:
+        return None
+    return ContentCredentials.from_pem_files(settings.c2pa_cert, settings.c2pa_key)
 
 
 class ResidentPipeline:

@@ -22,8 +22,9 @@ from jobs.settings import ServiceSettings
 from jobs.storage import StorageError, open_storage
 from jobs.store import open_store
 from model_core.pipeline import ModelSources
+from model_core.sources import model_ids
 from worker.app import app
-from worker.models import ResidentPipeline, load_pipeline
+from worker.models import ResidentPipeline, load_credentials, load_pipeline
 from worker.runner import JobRunner
 
 log = logging.getLogger("worker.render")
@@ -82,7 +83,14 @@ class RenderTask(Task):
         self._resident.start()
         notifier = WebhookNotifier(TaskQueue(self.app), storage, settings.url_expiry_seconds)
         self._runner = JobRunner(
-            store, storage, notifier, self._resident.get, settings.max_attempts, settings.lease_seconds
+            store,
+            storage,
+            notifier,
+            self._resident.get,
+            settings.max_attempts,
+            settings.lease_seconds,
+            models=model_ids(settings.model, tagger=settings.tagger),
+            credentials=load_credentials(settings),  # checked by the main process before it forked
         )
 
     @property

@@ -15,10 +15,12 @@ from celery.signals import worker_process_init
 from jobs.queue import RENDER_QUEUE
 from jobs.settings import ServiceSettings
 from jobs.store import connect
-from model_core.errors import CheckpointError
+from model_core.errors import CheckpointError, CredentialsError
 from worker.app import configure
-from worker.models import fetch_models
+from worker.models import fetch_models, load_credentials
 from worker.render_tasks import RenderTask, render
+
+log = logging.getLogger("worker.render")
 
 
 def start_process(**_: object) -> None:
@@ -33,6 +35,11 @@ def main(argv: list[str] | None = None) -> None:
         connect(settings.redis_url).ping()
     except Exception as err:
         sys.exit(f"Redis at {settings.redis_url} is unreachable ({err}). Start it or set PAINTS_UNDO_REDIS_URL.")
+    try:
+        credentials = load_credentials(settings)
+    except CredentialsError as err:
+        sys.exit(f"cannot start the render worker: PAINTS_UNDO_C2PA_CERT/PAINTS_UNDO_C2PA_KEY: {err}")
+    log.info("content credentials: %s", "signing every file" if credentials else "off (no PAINTS_UNDO_C2PA_CERT)")
     try:
         sources = fetch_models(settings)
     except CheckpointError as err:

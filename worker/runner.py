@@ -11,15 +11,16 @@ import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
-from PIL import Image
 
 from jobs.errors import ErrorCode
 from jobs.notify import WebhookNotifier
-from jobs.records import EventType, Job, JobStatus, Keyframe, job_prefix, keyframe_key, video_key
+from jobs.records import EventType, Job, JobStatus, Keyframe, job_prefix, keyframe_key, output_key
 from jobs.storage import Storage, StorageError, StorageNotFound
 from jobs.store import JobStore
+from model_core.credentials import SIGNABLE_MEDIA_TYPES, ContentCredentials
 from model_core.errors import CheckpointError, InvalidInputError, RenderCanceled
 from model_core.events import (
     KeyframeReady,
@@ -30,16 +31,15 @@ from model_core.events import (
     StepFinished,
 )
 from model_core.images import read_image
-from model_core.pipeline import PaintsUndoPipeline
+from model_core.outputs import OUTPUT_FILES, write_outputs
+from model_core.pipeline import PaintsUndoPipeline, RenderResult
+from model_core.provenance import Provenance, source_picture
 from model_core.settings import RenderSettings
+from model_core.video import MP4_MEDIA_TYPE
 
 log = logging.getLogger(__name__)
 
-
-def png_bytes(image) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return buffer.getvalue()
+MEDIA_TYPES = {"video": MP4_MEDIA_TYPE, **{kind: media_type for kind, (_, media_type) in OUTPUT_FILES.items()}}
 
 
 class LeaseKeeper:
@@ -76,7 +76,11 @@ class LeaseKeeper:
 
 class JobRunner:
     """Runs jobs by id. On a storage outage the job goes back to the queue and StorageError propagates, so the
-    task can retry it later."""
+    task can retry it later.
+
+    models: how the files a job makes name the models (`model_core.sources.model_ids`).
+    credentials: signs every video, preview and keyframe with a C2PA manifest; None signs nothing.
+    """
 
     def __init__(
         self,
@@ -86,6 +90,9 @@ class JobRunner:
         pipeline: Callable[[], PaintsUndoPipeline],
         max_attempts: int,
         lease_seconds: float,
+        *,
+        models: tuple[str, ...] = (),
+        credentials: ContentCredentials | None = None,
     ):
         self.store = store
         self.storage = storage
@@ -93,6 +100,8 @@ class JobRunner:
         self.pipeline = pipeline
         self.max_attempts = max_attempts
         self.lease_seconds = lease_seconds
+        self.models = models
+        self.credentials = credentials
 
     def run(self, job_id: str) -> None:
         """Run the job to its end (succeeded, failed with a code, canceled); StorageError propagates."""
@@ -133,7 +142,7 @@ class JobRunner:
         """One attempt under the job's lease: every outcome is written fenced by that lease."""
         lease = job.lease
         try:
-            video = self._render(job, pipeline, keeper)
+            files = self._render(job, pipeline, keeper)
         except RenderCanceled:
             self.end(job.id, JobStatus.CANCELED, lease=lease)
         except InvalidInputError as err:
@@ -150,30 +159,66 @@ class JobRunner:
             log.exception("job %s failed", job.id)
             self.fail(job.id, ErrorCode.RENDER_FAILED, f"{type(err).__name__}: {err}", lease=lease)
         else:
-            self.end(job.id, JobStatus.SUCCEEDED, lease=lease, video=video)
+            self.end(job.id, JobStatus.SUCCEEDED, lease=lease, **files)
 
-    def _render(self, job: Job, pipeline: PaintsUndoPipeline, keeper: LeaseKeeper) -> dict:
-        image = read_image(io.BytesIO(self.storage.get(job.input_key)))
+    def _render(self, job: Job, pipeline: PaintsUndoPipeline, keeper: LeaseKeeper) -> dict[str, Any]:
+        """Render the job and upload what it made; returns the record's `video` and `outputs` (none when the
+        settings stop after the keyframes)."""
+        picture = self.storage.get(job.input_key)
+        image = read_image(io.BytesIO(picture))
+        supplied = [read_image(io.BytesIO(self.storage.get(key))) for key in job.supplied_keyframes]
         settings = RenderSettings.model_validate(job.settings)
-        key = video_key(job.id, job.lease)
+        provenance = Provenance(source_picture(picture), self.models, self.credentials)
+        prompt = settings.prompt or ""
+
+        def on_event(event: RenderEvent) -> None:
+            nonlocal prompt
+            if isinstance(event, PromptReady):
+                prompt = event.prompt
+            keyframe_png = None
+            if isinstance(event, KeyframeReady):
+                keyframe_png = provenance.keyframe_png(event.image, settings, prompt, event.undo_step)
+            self._on_event(job, event, keyframe_png)
+
         with tempfile.TemporaryDirectory(prefix="paints-undo-") as folder:
             result = pipeline.render(
                 image,
-                Path(folder) / "video.mp4",
+                None if settings.stop_after == "keyframes" else Path(folder) / "video.mp4",
                 settings,
-                on_event=lambda event: self._on_event(job, event),
+                keyframes=supplied or None,
+                on_event=on_event,
                 should_cancel=lambda: keeper.lost or self.store.cancel_requested(job.id),
             )
-            self.storage.put(key, result.video, "video/mp4")
-        return {
-            "key": key,
+            if result.video is None:
+                return {}
+            return self._upload_outputs(job, result, settings.outputs, provenance)
+
+    def _upload_outputs(
+        self, job: Job, result: RenderResult, kinds: list[str], provenance: Provenance
+    ) -> dict[str, Any]:
+        """Write the outputs asked for beside the video, sign what can be signed, and upload them all."""
+        assert result.video is not None and result.frames is not None
+        paths = {"video": result.video, **write_outputs(result.frames, result.video.parent, kinds, fps=result.fps)}
+        outputs = []
+        for kind, path in paths.items():
+            media_type = MEDIA_TYPES[kind]
+            if media_type in SIGNABLE_MEDIA_TYPES:
+                provenance.sign_file(path, media_type)
+            key = output_key(job.id, job.lease, path.name)
+            self.storage.put(key, path, media_type)
+            outputs.append({"kind": kind, "key": key, "media_type": media_type, "bytes": path.stat().st_size})
+        video = {
+            "key": outputs[0]["key"],
             "width": result.width,
             "height": result.height,
             "frames": len(result.frames),
             "fps": result.fps,
+            "bytes": outputs[0]["bytes"],
         }
+        return {"video": video, "outputs": outputs}
 
-    def _on_event(self, job: Job, event: RenderEvent) -> None:
+    def _on_event(self, job: Job, event: RenderEvent, keyframe_png: bytes | None = None) -> None:
+        """Record the event on the job. keyframe_png: a KeyframeReady's file, as it is stored."""
         job_id, lease = job.id, job.lease
         eta = event.eta_seconds
         progress = {"progress": repr(event.progress), "eta_seconds": "" if eta is None else repr(eta)}
@@ -192,9 +237,10 @@ class JobRunner:
             case PromptReady(prompt=prompt):
                 data["prompt"] = prompt
                 self.store.update(job_id, lease, {**progress, "prompt": prompt}, EventType.PROMPT, data)
-            case KeyframeReady(index=index, undo_step=undo_step, image=image):
+            case KeyframeReady(index=index, undo_step=undo_step):
                 key = keyframe_key(job_id, lease, index)
-                self.storage.put(key, png_bytes(image), "image/png")
+                assert keyframe_png is not None
+                self.storage.put(key, keyframe_png, "image/png")
                 data |= {"index": index, "undo_step": undo_step, "key": key}
                 keyframe = Keyframe(index, undo_step, key)
                 if self.store.update(job_id, lease, progress, EventType.KEYFRAME, data, keyframe) is not None:
