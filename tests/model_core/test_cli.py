@@ -1,11 +1,16 @@
 """The `paints-undo` console script, run as a user runs it."""
 
+import io
+import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
+import c2pa
 import imageio_ffmpeg
 import numpy as np
+from c2pa_certs import make_signing_chain
 from PIL import Image
 
 CLI = [str(Path(sys.executable).parent / "paints-undo")]
@@ -76,3 +81,76 @@ def test_render_refuses_bad_settings_naming_the_field_before_loading_models(tmp_
     assert missing.returncode == 3 and "wd-v1-4-moat-tagger-v2" in missing.stderr
     assert "models loaded" not in too_many_steps.stderr + unknown.stderr + repeated.stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == ["picture.png"]
+
+
+def manifest(path: Path, media_type: str) -> dict:
+    """The active C2PA manifest of a file, after checking that its signature validates."""
+    with c2pa.Reader(media_type, io.BytesIO(path.read_bytes())) as reader:
+        assert reader.get_validation_state() == "Valid"
+        store = json.loads(reader.json())
+    return store["manifests"][store["active_manifest"]]
+
+
+def test_render_through_supplied_keyframes_with_outputs_and_credentials(tmp_path, picture):
+    Image.fromarray(picture).save(tmp_path / "picture.png")
+    Image.new("RGB", (60, 80), "white").save(tmp_path / "sketch.png")
+    Image.new("RGB", (80, 60), "gray").save(tmp_path / "colours.png")
+    chain = make_signing_chain(tmp_path / "chain")
+    output = tmp_path / "drawing.mp4"
+    result = run(
+        "render", str(tmp_path / "picture.png"), "-o", str(output), "--tiny",
+        "--keyframes", str(tmp_path / "sketch.png"), str(tmp_path / "colours.png"),
+        "--width", "256", "--height", "256", "--video-steps", "2", "--outputs", "preview,frames",
+        "--c2pa-cert", str(chain.cert), "--c2pa-key", str(chain.key),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert sum(1 for _ in imageio_ffmpeg.read_frames(str(output))) - 1 == 45  # 3 clips: 2 snapshots + the canvas
+    assert list((tmp_path / "drawing_keyframes").iterdir()) == []  # no keyframe model ran
+    with zipfile.ZipFile(tmp_path / "drawing_frames.zip") as frames:
+        assert len(frames.namelist()) == 45
+    for path, media_type in [(output, "video/mp4"), (tmp_path / "drawing_preview.webp", "image/webp")]:
+        signed = manifest(path, media_type)
+        (created,) = next(a for a in signed["assertions"] if a["label"] == "c2pa.actions.v2")["data"]["actions"]
+        assert created["digitalSourceType"].endswith("/trainedAlgorithmicMedia")
+        assert signed["ingredients"][0]["title"] == "picture.png"
+
+
+def test_render_can_stop_after_signed_keyframes_that_say_how_they_were_made(tmp_path, picture, monkeypatch):
+    Image.fromarray(picture).save(tmp_path / "picture.png")
+    chain = make_signing_chain(tmp_path / "chain")
+    monkeypatch.setenv("PAINTS_UNDO_C2PA_CERT", str(chain.cert))  # the service's variables work here too
+    monkeypatch.setenv("PAINTS_UNDO_C2PA_KEY", str(chain.key))
+    output = tmp_path / "drawing.mp4"
+    result = run(
+        "render", str(tmp_path / "picture.png"), "-o", str(output), "--tiny", "--stop-after", "keyframes",
+        "--undo-steps", "400,999", "--width", "256", "--height", "256", "--keyframe-steps", "2", "--prompt", "1girl",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert not output.exists() and result.stdout.strip() == str(tmp_path / "drawing_keyframes")
+    first, last = sorted((tmp_path / "drawing_keyframes").iterdir())
+    text = Image.open(first).text
+    assert (text["prompt"], text["undo_step"], text["keyframe_seed"]) == ("1girl", "400", "12345")
+    assert "tiny preset" in text["models"]
+    assert manifest(last, "image/png")["ingredients"][0]["title"] == "picture.png"
+
+
+def test_supplied_keyframes_with_undo_steps_or_half_credentials_are_refused_before_loading(tmp_path, picture):
+    Image.fromarray(picture).save(tmp_path / "picture.png")
+    output = str(tmp_path / "drawing.mp4")
+    both = run(
+        "render",
+        str(tmp_path / "picture.png"),
+        "-o",
+        output,
+        "--tiny",
+        "--keyframes",
+        str(tmp_path / "picture.png"),
+        "--undo-steps",
+        "400",
+    )
+    assert both.returncode == 2 and "undo_steps must be absent" in both.stderr
+    half = run(
+        "render", str(tmp_path / "picture.png"), "-o", output, "--tiny", "--c2pa-cert", str(tmp_path / "cert.pem")
+    )
+    assert half.returncode == 2 and "--c2pa-key" in half.stderr
+    assert "models loaded" not in both.stderr + half.stderr
