@@ -5,10 +5,11 @@ Screenshots go to test-artifacts/playground/ at the repo root (PAINTS_UNDO_TEST_
 """
 
 import io
+import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,9 @@ CHROMIUM = shutil.which("chromium")
 ARTIFACTS = Path(os.environ.get("PAINTS_UNDO_TEST_ARTIFACTS", Path(__file__).parents[2] / "test-artifacts"))
 SCREENSHOTS = ARTIFACTS / "playground"
 KEY = KEYS["erin"]
-WAIT_MS = JOB_DEADLINE * 1000  # for what a job does; the page itself answers within Playwright's default 30 s
+WAIT_MS = JOB_DEADLINE * 1000  # for what a job does
+PAGE_MS = 60_000  # for what the page does by itself: generous, for a busy machine
+expect.set_options(timeout=PAGE_MS)
 PHONE = {"width": 390, "height": 844}
 
 PROGRESS = "() => document.querySelector('#job-progress').value"
@@ -53,6 +56,7 @@ def browser() -> Iterator[Browser]:
 def playground(browser: Browser, stack: Stack, **options: Any) -> Iterator[Page]:
     """The page in a fresh tab; fails the test on an uncaught script error or a Content-Security-Policy report."""
     context = browser.new_context(**{"viewport": {"width": 1280, "height": 900}, **options})
+    context.set_default_timeout(PAGE_MS)
     page = context.new_page()
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
@@ -95,10 +99,27 @@ def fill_settings(page: Page, settings: dict[str, Any]) -> None:
         page.locator(f"[name={name}]").fill(text)
 
 
-def start_job(page: Page, settings: dict[str, Any]) -> str:
+def choose_picture(page: Page) -> None:
+    page.locator("#picture").set_input_files({"name": "hill.png", "mimeType": "image/png", "buffer": picture()})
+
+
+def drop_picture(page: Page) -> None:
+    """As a file dragged from another window and dropped on the picture's box."""
+    transfer = page.evaluate_handle(
+        """bytes => {
+          const transfer = new DataTransfer();
+          transfer.items.add(new File([new Uint8Array(bytes)], "hill.png", { type: "image/png" }));
+          return transfer;
+        }""",
+        list(picture()),
+    )
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+
+
+def start_job(page: Page, settings: dict[str, Any], give_picture: Callable[[Page], None] = choose_picture) -> str:
     """Like a user: the key, a picture, the settings; submit. The new job's id, as the page shows it."""
     enter_key(page)
-    page.locator("#picture").set_input_files({"name": "hill.png", "mimeType": "image/png", "buffer": picture()})
+    give_picture(page)
     expect(page.get_by_alt_text("The chosen picture")).to_be_visible()
     fill_settings(page, settings)
     page.get_by_role("button", name="Make the timelapse").click()
@@ -122,7 +143,17 @@ def screenshot(page: Page, name: str) -> Path:
 
 def test_a_picture_becomes_a_playing_video(page: Page, stack: Stack) -> None:
     settings = {"width": 256, "height": 256, "undo_steps": [400, 800], "keyframe_steps": 30, "video_steps": 6}
+    forms: list[bytes] = []
+
+    def record(route: Route) -> None:
+        forms.append(route.request.post_data_buffer)
+        route.continue_()
+
+    page.route("**/v1/jobs", record)  # the multipart body as the page sends it
     job_id = start_job(page, settings)
+    assert picture() in forms[0]
+    sent = re.search(rb'name="settings"\r\n\r\n(.*?)\r\n--', forms[0]).group(1)
+    assert json.loads(sent) == settings  # only the fields changed from their defaults
 
     first = page.wait_for_function(f"() => {{ const p = ({PROGRESS})(); return p > 0 && p < 1 && p }}", timeout=WAIT_MS)
     page.wait_for_function(f"first => ({PROGRESS})() > first", arg=first.json_value(), timeout=WAIT_MS)
@@ -139,14 +170,14 @@ def test_a_picture_becomes_a_playing_video(page: Page, stack: Stack) -> None:
     with stack.client("erin") as client:
         done = job(client, job_id)
     assert done["status"] == "succeeded"
-    assert {name: done["settings"][name] for name in settings} == settings  # the form's values were sent
+    assert {name: done["settings"][name] for name in settings} == settings
     video_url = next((o["url"] for o in done.get("outputs", []) if o["kind"] == "video"), done["video"]["url"])
     assert urlsplit(link.get_attribute("href")).path == urlsplit(video_url).path
     assert httpx.get(link.get_attribute("href")).content[4:8] == b"ftyp"  # the link downloads the MP4
 
 
 def test_a_running_job_is_canceled_from_the_page(page: Page, stack: Stack) -> None:
-    job_id = start_job(page, SLOW_SETTINGS)
+    job_id = start_job(page, SLOW_SETTINGS, give_picture=drop_picture)
     page.wait_for_function(f"() => ({PROGRESS})() > 0", timeout=WAIT_MS)  # it renders
 
     page.get_by_role("button", name="Cancel", exact=True).click()
@@ -187,23 +218,24 @@ def test_the_apis_errors_are_shown_as_its_messages(page: Page, stack: Stack) -> 
     enter_key(page, "not-a-key-0123456789")
     expect_error(page, refused)
 
-    # Ranges are the browser's to enforce: nothing is sent.
+    # Out of range: the browser refuses it, and nothing is sent.
+    submissions = []
+    page.on("request", lambda request: request.method == "POST" and submissions.append(request.url))
     enter_key(page)
+    choose_picture(page)
     fill_settings(page, {"keyframe_steps": 500})
     page.get_by_role("button", name="Make the timelapse").click()
     assert page.locator("[name=keyframe_steps]").evaluate("input => input.validity.rangeOverflow")
-    expect(page.locator("#job")).to_be_hidden()
 
     # What only the API can check: its answer is shown.
-    settings = {"undo_steps": [400, 400]}
     with stack.client("erin") as client:
-        invalid = submit(client, settings).json()["error"]
-    page.locator("[name=keyframe_steps]").fill("2")
+        invalid = submit(client, {"undo_steps": [400, 400]}).json()["error"]
+    page.locator("[name=keyframe_steps]").fill("50")  # back to its default: not sent
     page.locator("[name=undo_steps]").fill("400, 400")
-    page.locator("#picture").set_input_files({"name": "hill.png", "mimeType": "image/png", "buffer": picture()})
     page.get_by_role("button", name="Make the timelapse").click()
     expect_error(page, invalid)
     expect(page.locator("#job")).to_be_hidden()
+    assert submissions == [f"{stack.api_url}/v1/jobs"]
 
 
 def test_on_a_phone_a_finished_job_opens_from_the_recent_jobs(browser: Browser, stack: Stack) -> None:
@@ -213,6 +245,9 @@ def test_on_a_phone_a_finished_job_opens_from_the_recent_jobs(browser: Browser, 
 
     with playground(browser, stack, viewport=PHONE, is_mobile=True, has_touch=True, device_scale_factor=2) as page:
         enter_key(page)
+        page.reload()  # the key is kept in the tab, and only there
+        expect(page.get_by_label("API key")).to_have_value(KEY)
+        assert page.evaluate("localStorage.length + document.cookie.length") == 0
         page.locator(".recent-job", has_text=job_id).click()
         expect(page.locator("#job-id")).to_have_text(job_id)
         page.wait_for_function(VIDEO_PLAYING, timeout=WAIT_MS)
