@@ -21,6 +21,7 @@ import boto3
 import httpx
 import numpy as np
 import pytest
+from c2pa_certs import SigningChain, make_signing_chain
 from PIL import Image
 from services import free_port, start_moto_server, start_redis_server, wait_for_http
 from standardwebhooks.webhooks import Webhook
@@ -108,6 +109,7 @@ class Stack:
     s3: Any
     logs: Path
     processes: list[subprocess.Popen]
+    signing: SigningChain  # the render worker signs every file with it (C2PA)
     render_worker: subprocess.Popen | None = None
 
     def client(self, user: str | None = "alice") -> httpx.Client:
@@ -153,6 +155,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         s3 = boto3.client("s3", endpoint_url=s3_url, **{k.lower(): v for k, v in credentials.items() if "KEY" in k})
         s3.create_bucket(Bucket=BUCKET)
         receiver, receiver_server = start_receiver()
+        signing = make_signing_chain(tmp_path_factory.mktemp("c2pa"))
         port = free_port()
         env = {
             **os.environ,
@@ -171,6 +174,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "PAINTS_UNDO_MODEL": "tiny",
             "PAINTS_UNDO_MODEL_CACHE": str(tmp_path_factory.mktemp("models")),
             "PAINTS_UNDO_MAX_ATTEMPTS": "3",
+            "PAINTS_UNDO_C2PA_CERT": str(signing.cert),
+            "PAINTS_UNDO_C2PA_KEY": str(signing.key),
         }
         api = launch(
             [
@@ -187,7 +192,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             logs / "api.log",
         )
         webhooks = launch([sys.executable, "-m", "worker.webhook_worker"], env, logs / "webhooks.log")
-        stack = Stack(f"http://127.0.0.1:{port}", env, receiver, s3, logs, [api, webhooks])
+        stack = Stack(f"http://127.0.0.1:{port}", env, receiver, s3, logs, [api, webhooks], signing)
         stack.start_render_worker()
         try:
             wait_for_http(f"{stack.api_url}/healthz", api)
