@@ -26,7 +26,6 @@ EventType = Literal[
     "job.canceled",
 ]
 WebhookEventType = Literal["job.started", "job.keyframe", "job.succeeded", "job.failed", "job.canceled"]
-TERMINAL_STATUSES: frozenset[str] = frozenset(("succeeded", "failed", "canceled"))
 
 
 class RenderSettings(TypedDict, total=False):
