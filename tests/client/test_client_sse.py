@@ -54,6 +54,7 @@ def test_the_decoder_follows_the_event_stream_format() -> None:
 def test_events_resume_after_a_dropped_and_an_ended_connection(server: LocalServer, flavour: str) -> None:
     server.answer(
         event_stream([QUEUED, STARTED], end="cut"),  # drops in the middle of the next message
+        event_stream([], end="cut"),  # and again, before any message is complete
         event_stream([STAGE, PROMPT], end="close"),  # ends without the terminal event (a proxy's timeout)
         event_stream([KEYFRAME, terminal("6-0", "succeeded")]),
     )
@@ -70,8 +71,8 @@ def test_events_resume_after_a_dropped_and_an_ended_connection(server: LocalServ
     assert [type(event) for event in events] == [StatusEvent] * 2 + [ProgressEvent] * 3 + [TerminalEvent]
     assert events[1].attempt == 1 and events[3].prompt == "1girl" and events[4].undo_step == 400
     assert events[-1].job.status == "succeeded" and events[-1].metadata == {"artwork_id": "art_42"}
-    assert [r.path for r in server.requests] == [f"/v1/jobs/{JOB_ID}/events"] * 3
-    assert [r.headers.get("last-event-id") for r in server.requests] == [None, "2-0", "4-0"]
+    assert [r.path for r in server.requests] == [f"/v1/jobs/{JOB_ID}/events"] * 4
+    assert [r.headers.get("last-event-id") for r in server.requests] == [None, "2-0", "2-0", "4-0"]
     assert {r.headers["authorization"] for r in server.requests} == {f"Bearer {API_KEY}"}
 
 

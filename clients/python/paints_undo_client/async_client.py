@@ -136,6 +136,7 @@ class AsyncClient:
             log.info("%s; resuming after event %s in %.1f s", error, decoder.last_id, delay)
             await anyio.sleep(delay)
             attempt += 1
+            decoder = SSEDecoder(decoder.last_id)  # nothing of a message cut short carries over
 
     async def wait(
         self, job: JobRef, *, on_progress: Callable[[ProgressEvent], object | Awaitable[object]] | None = None

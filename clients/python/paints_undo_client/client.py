@@ -158,6 +158,7 @@ class Client:
             log.info("%s; resuming after event %s in %.1f s", error, decoder.last_id, delay)
             time.sleep(delay)
             attempt += 1
+            decoder = SSEDecoder(decoder.last_id)  # nothing of a message cut short carries over
 
     def wait(self, job: JobRef, *, on_progress: Callable[[ProgressEvent], object] | None = None) -> Job:
         """Follow the job's events until it ends; returns the succeeded job (video and outputs included).
