@@ -78,7 +78,7 @@ def keyframe_job(nets: dict[str, nn.Module], settings: RenderSettings, call: Cal
     (all keyframes at once, or `one_at_a_time` as low-memory mode decodes them)."""
     text_encoder, vae, unet = nets["text_encoder"], nets["vae"], nets["unet"]
     dtype = dtype_of(unet)
-    count = len(settings.undo_steps)
+    count = len(settings.keyframe_undo_steps)
     scale = 2 ** (len(vae.config.block_out_channels) - 1)
     h, w = settings.height // scale, settings.width // scale
     tokens = text_encoder.config.max_position_embeddings
@@ -110,7 +110,7 @@ def interpolation_job(
     text_encoder, image_encoder, projection = nets["text_encoder"], nets["image_encoder"], nets["image_projection"]
     vae, unet = nets["vae"], nets["unet"]
     dtype = dtype_of(unet)
-    clips = len(settings.undo_steps) + 1
+    clips = len(settings.keyframe_undo_steps) + 1
     height, width = bucket
     tokens = text_encoder.config.max_position_embeddings
 

@@ -198,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = RenderSettings(**REFERENCE_SIZE | args.settings)
     bucket = find_best_bucket(settings.height, settings.width, BUCKETS)
-    print(f"the default job: {len(settings.undo_steps)} keyframes at {settings.width}x{settings.height}, "
-          f"{len(settings.undo_steps) + 1} clips at {bucket[1]}x{bucket[0]}, bfloat16")  # fmt: skip
+    print(f"the default job: {len(settings.keyframe_undo_steps)} keyframes at {settings.width}x{settings.height}, "
+          f"{len(settings.keyframe_undo_steps) + 1} clips at {bucket[1]}x{bucket[0]}, bfloat16")  # fmt: skip
     with tempfile.TemporaryDirectory() as scratch:
         sources = ModelSources.from_folder(args.models) if args.models else published_configs(Path(scratch))
         figures = report(sources, settings, bucket, args.max_batch)

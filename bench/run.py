@@ -152,7 +152,8 @@ def run_reference(args: argparse.Namespace, sources: ModelSources, picture: Path
     an "error" key too)."""
     settings_file = workdir / "reference_settings.json"
     result_file = (args.reference_result or workdir / "reference_result.json").resolve()
-    settings_file.write_text(settings.model_dump_json(exclude={"video_cache_interval"}))  # the reference has none
+    # The reference has none of our additions: step caching, stopping early, extra outputs.
+    settings_file.write_text(settings.model_dump_json(exclude={"video_cache_interval", "stop_after", "outputs"}))
     command = [
         args.reference_python, str(REFERENCE_FLOW),
         "--upstream", str(args.reference), "--models", str(Path(sources.tagger).parent),
@@ -215,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         **(QUICK_SETTINGS if args.quick else REFERENCE_SIZE)
         | {"video_cache_interval": args.video_cache_interval}
         | args.settings
-    )
+    ).with_undo_steps()  # the reference's app flow is told its undo steps
     buckets = TINY_BUCKETS if args.quick and not args.reference else BUCKETS
     warmup = args.warmup if args.warmup is not None else (1 if device.type == "cuda" else 0)
 

@@ -34,9 +34,8 @@ def test_quick_benchmark_runs_the_default_job_shape_and_reports_every_figure(tmp
     (run,) = figures["runs"]
     assert set(run["stages"]) == STAGES
     assert sum(run["stages"].values()) <= run["total"]
-    assert (
-        figures["settings"]["undo_steps"] == RenderSettings(**REFERENCE_SIZE).undo_steps
-    )  # the default job's six keyframes
+    # The default job's six keyframes.
+    assert figures["settings"]["undo_steps"] == RenderSettings(**REFERENCE_SIZE).keyframe_undo_steps
     assert figures["flops"]["total"] == figures["flops"]["keyframes"] + figures["flops"]["interpolation"] > 0
     assert figures["tflops_total"] == pytest.approx(figures["flops"]["total"] / run["total"] / 1e12)
     assert figures["matmul_tflops"] > 0
