@@ -4,13 +4,14 @@ renames or retypes a field."""
 
 import copy
 import dataclasses
+import inspect
 import types
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints, is_typeddict
 
 import pytest
-from paints_undo_client import models
+from paints_undo_client import AsyncClient, Client, models
 from paints_undo_client.models import (
     EVENT_CLASSES,
     ErrorDetail,
@@ -51,6 +52,16 @@ CLIENT_ONLY = {
     ProgressEvent: {"id", "type"},
     TerminalEvent: {"id", "type"},
     WebhookEvent: {"id"},
+}
+# The client method behind each operation of the API's /v1 routes.
+OPERATIONS = {
+    "create_job": "submit",
+    "list_jobs": "list",
+    "get_job": "get",
+    "cancel_job": "cancel",
+    "delete_job": "delete",
+    "job_events": "events",
+    "get_file": "download",
 }
 # Error codes stay plain strings in the client, so a code the API adds later does not break it.
 OPEN_ENUMS = {"ErrorCode"}
@@ -180,6 +191,35 @@ def test_every_event_type_has_its_class(document: dict[str, Any]) -> None:
     for event, message in messages.items():
         assert message["properties"]["event"]["const"] == event
         assert schema_shape(message["properties"]["data"], document) == {MIRRORS[EVENT_CLASSES[event]]}, event
+
+
+def test_every_operation_has_its_method(document: dict[str, Any]) -> None:
+    operations = {
+        operation["operationId"]
+        for path, item in document["paths"].items()
+        if path.startswith("/v1/")
+        for operation in item.values()
+    }
+    assert operations == set(OPERATIONS)
+    assert all(callable(getattr(Client, method)) for method in OPERATIONS.values())
+
+
+def test_submit_sends_every_part_of_the_form(document: dict[str, Any]) -> None:
+    operation = document["paths"]["/v1/jobs"]["post"]
+    form = operation["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+    parameters = set(inspect.signature(Client.submit).parameters) - {"self", "idempotency_key"}
+    assert {"keyframe" if name == "keyframes" else name for name in parameters} == set(form)
+    assert [p["name"] for p in operation["parameters"] if p["in"] == "header"] == ["Idempotency-Key"]
+
+
+def test_the_async_client_mirrors_the_client() -> None:
+    def public(cls: type) -> dict[str, inspect.Signature]:
+        return {name: inspect.signature(value) for name, value in vars(cls).items() if not name.startswith("_")}
+
+    sync, asynchronous = public(Client), public(AsyncClient)
+    assert sync.keys() == asynchronous.keys()
+    for name, signature in sync.items():
+        assert list(signature.parameters) == list(asynchronous[name].parameters), name
 
 
 @pytest.mark.parametrize(
