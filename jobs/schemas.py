@@ -268,7 +268,10 @@ class TerminalEventData(EventData):
 
     status: JobStatus
     error: ErrorOut | None = Field(description="job.failed: why.")
-    job: JobOut = Field(description="The finished job, video included, with URLs minted when the event is sent.")
+    job: JobOut | None = Field(
+        description="The finished job, video and outputs included, with URLs minted when the event is sent; null "
+        "when the job was deleted before the event was read."
+    )
 
 
 EVENT_DATA: dict[EventType, type[EventData]] = {

@@ -4,11 +4,12 @@ a scripted local server (tests/client/local_api.py), with Client and AsyncClient
 import asyncio
 
 import pytest
-from local_api import API_KEY, LocalServer, call, event_stream, job_json, reply
+from local_api import API_KEY, LocalServer, call, error, event_stream, job_json, reply
 from paints_undo_client import (
     AsyncClient,
     JobCanceledError,
     JobFailedError,
+    NotFoundError,
     ProgressEvent,
     StatusEvent,
     TerminalEvent,
@@ -128,3 +129,12 @@ def test_wait_raises_for_a_canceled_job(server: LocalServer, flavour: str) -> No
     with pytest.raises(JobCanceledError) as raised:
         call(flavour, server.url, "wait", JOB_ID)
     assert raised.value.job.id == JOB_ID
+
+
+def test_wait_for_a_job_deleted_before_its_end_was_read_is_not_found(server: LocalServer, flavour: str) -> None:
+    deleted = ("3-0", "job.succeeded", {"status": "succeeded", "error": None, "job": None, **META})
+    server.answer(event_stream([QUEUED, STARTED, deleted]), error(404, "job_not_found"))
+    with pytest.raises(NotFoundError) as raised:
+        call(flavour, server.url, "wait", JOB_ID)
+    assert raised.value.code == "job_not_found"
+    assert [request.path for request in server.requests][-1] == f"/v1/jobs/{JOB_ID}"

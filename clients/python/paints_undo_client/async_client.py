@@ -143,8 +143,8 @@ class AsyncClient:
     ) -> Job:
         """See `Client.wait`."""
         async for event in self.events(job):
-            if isinstance(event, TerminalEvent):
-                return finished(event.job)
+            if isinstance(event, TerminalEvent):  # a deleted job (no job in the event) is a NotFoundError
+                return finished(event.job or await self.get(job))
             if isinstance(event, ProgressEvent) and on_progress is not None:
                 if inspect.isawaitable(result := on_progress(event)):
                     await result

@@ -167,8 +167,8 @@ class Client:
         JobFailedError (with the job's error code) or JobCanceledError when the job ends otherwise.
         """
         for event in self.events(job):
-            if isinstance(event, TerminalEvent):
-                return finished(event.job)
+            if isinstance(event, TerminalEvent):  # a deleted job (no job in the event) is a NotFoundError
+                return finished(event.job or self.get(job))
             if isinstance(event, ProgressEvent) and on_progress is not None:
                 on_progress(event)
         raise APIConnectionError(f"the event stream of {job_id(job)} ended before the job did")

@@ -208,7 +208,7 @@ class TerminalEvent:
     metadata: dict[str, str]
     status: JobStatus
     error: ErrorDetail | None
-    job: Job
+    job: Job | None  # None when the job was deleted before the event was read
 
 
 Event = StatusEvent | ProgressEvent | TerminalEvent
@@ -239,7 +239,7 @@ def parse_event(event_id: str, event_type: str, data: dict[str, Any]) -> Event |
             metadata=data["metadata"],
             status=data["status"],
             error=error_detail(data["error"]),
-            job=Job.from_json(data["job"]),
+            job=Job.from_json(data["job"]) if data.get("job") is not None else None,
         )
     return pick(cls, data, id=event_id, type=event_type)
 
