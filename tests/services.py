@@ -127,11 +127,12 @@ class RedisServer:
 
 class TcpProxy:
     """Forwards a local port to another; `cut()` makes it refuse connections and drops open ones (a server
-    that went away), `restore()` brings it back on the same port."""
+    that went away), `restore()` brings it back on the same port. `sent` holds every byte clients sent."""
 
     def __init__(self, target_port: int):
         self.target_port, self.port = target_port, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.sent = bytearray()
         self._listener: socket.socket | None = None
         self._open: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -143,11 +144,16 @@ class TcpProxy:
 
     def cut(self) -> None:
         with self._lock:
-            if self._listener is not None:
-                self._listener.close()
-                self._listener = None
-            for connection in self._open:
-                connection.close()
+            # shutdown() first: close() alone wakes neither the accept() nor the recv()s blocked in the proxy's
+            # threads, so the port would stay bound and open connections up until their next byte.
+            for sock in [self._listener, *self._open]:
+                if sock is not None:
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    sock.close()
+            self._listener = None
             self._open.clear()
 
     def _accept(self, listener: socket.socket) -> None:
@@ -159,13 +165,15 @@ class TcpProxy:
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
             with self._lock:
                 self._open += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+            for source, sink, record in ((client, upstream, self.sent), (upstream, client, None)):
+                threading.Thread(target=self._pipe, args=(source, sink, record), daemon=True).start()
 
     @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(source: socket.socket, sink: socket.socket, record: bytearray | None) -> None:
         try:
             while data := source.recv(65536):
+                if record is not None:
+                    record += data
                 sink.sendall(data)
         except OSError:
             pass

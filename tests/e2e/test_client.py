@@ -7,7 +7,6 @@ import io
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -74,52 +73,14 @@ class RawReceiver:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-class RecordingProxy(TcpProxy):
-    """TcpProxy that also keeps the bytes clients send, to read their requests' headers, and whose cut takes
-    effect at once."""
-
-    def __init__(self, target_port: int):
-        super().__init__(target_port)
-        self.sent = bytearray()
-
-    def cut(self) -> None:
-        """Shut the sockets down before TcpProxy.cut closes them: close() alone wakes neither the accept() nor the
-        recv()s blocked in the proxy's threads, so the port would stay bound and open connections up."""
-        with self._lock:
-            listener = [] if self._listener is None else [self._listener]
-            for sock in listener + self._open:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-        super().cut()
-
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:  # type: ignore[override]
-        from_client = source.getsockname()[1] == self.port
-        try:
-            while data := source.recv(65536):
-                if from_client:
-                    self.sent += data
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for end in (source, sink):
-                try:
-                    end.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def header_values(self, name: str) -> list[str | None]:
-        """The header's value in each request sent through the proxy (None where it was absent)."""
-        heads = [block.split(b"\r\n\r\n", 1)[0] for block in bytes(self.sent).split(b"GET ")[1:]]
-        prefix = f"{name.lower()}: ".encode()
-        return [
-            next(
-                (line[len(prefix) :].decode() for line in head.split(b"\r\n") if line.lower().startswith(prefix)), None
-            )
-            for head in heads
-        ]
+def header_values(proxy: TcpProxy, name: str) -> list[str | None]:
+    """The header's value in each GET request sent through the proxy (None where it was absent)."""
+    heads = [block.split(b"\r\n\r\n", 1)[0] for block in bytes(proxy.sent).split(b"GET ")[1:]]
+    prefix = f"{name.lower()}: ".encode()
+    return [
+        next((line[len(prefix) :].decode() for line in head.split(b"\r\n") if line.lower().startswith(prefix)), None)
+        for head in heads
+    ]
 
 
 def test_submit_wait_download_list_and_verified_webhooks(client: Client, stack: Stack, tmp_path: Path) -> None:
@@ -170,7 +131,7 @@ def test_events_resume_through_dropped_connections(client: Client, stack: Stack)
     # Cut while the job runs (the last keyframe leaves the interpolation and encoding to come), so the client
     # cannot have the rest of the stream in its buffers already.
     job = client.submit(png(seed=23), settings={**FAST_SETTINGS, "video_steps": 8})
-    proxy = RecordingProxy(int(stack.api_url.rsplit(":", 1)[1]))
+    proxy = TcpProxy(int(stack.api_url.rsplit(":", 1)[1]))
     proxy.restore()
     seen = []
     try:
@@ -190,7 +151,7 @@ def test_events_resume_through_dropped_connections(client: Client, stack: Stack)
 
     assert [(e.id, e.type) for e in seen] == [(e.id, e.type) for e in everything], "each event once, in order"
     assert isinstance(seen[-1], TerminalEvent) and seen[-1].job.status == "succeeded"
-    resumed_after = proxy.header_values("Last-Event-ID")
+    resumed_after = header_values(proxy, "Last-Event-ID")
     assert resumed_after[0] is None and len(resumed_after) >= 3
     assert set(resumed_after[1:]) <= {e.id for e in seen[1:-1]}, "resumed after events it had, never from scratch"
 
