@@ -174,14 +174,18 @@ class RenderSettings(BaseModel):
         examples=["auto", 640],
     )
     keyframe_steps: int = Field(50, ge=1, le=100, description="Sampler steps of the keyframe model (DPM++ 2M).")
-    keyframe_cfg: float = Field(3.0, ge=1, le=32, description="Classifier-free guidance scale of the keyframe model.")
+    keyframe_cfg: float = Field(
+        3.0, ge=1, le=32, title="Keyframe CFG", description="Classifier-free guidance scale of the keyframe model."
+    )
     keyframe_seed: Seed = Field(12345, description="Seed of the keyframes' initial noise, 0..2^32-1.")
     video_prompt: Prompt = Field(
         "1girl, masterpiece, best quality",
         description="Prompt of the interpolation model (the reference advises against the tagger's prompt here).",
     )
     video_steps: int = Field(50, ge=1, le=60, description="Sampler steps of the interpolation model (DDIM).")
-    video_cfg: float = Field(7.5, ge=1, le=15, description="Classifier-free guidance scale of the interpolation model.")
+    video_cfg: float = Field(
+        7.5, ge=1, le=15, title="Video CFG", description="Classifier-free guidance scale of the interpolation model."
+    )
     video_seed: Seed = Field(123, description="Seed of the first clip, 0..2^32-1; clip i uses video_seed + i.")
     video_cache_interval: int = Field(
         1,
@@ -194,7 +198,7 @@ class RenderSettings(BaseModel):
             "and change the video. Measured gains: bench/RESULTS.md."
         ),
     )
-    fps: int = Field(4, ge=1, le=30, description="Frames per second of the video (and of the preview).")
+    fps: int = Field(4, ge=1, le=30, title="FPS", description="Frames per second of the video (and of the preview).")
     stop_after: Literal["keyframes"] | None = Field(
         None,
         description=(
