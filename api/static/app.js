@@ -5,6 +5,9 @@
 // from their defaults are sent. The event stream is read with fetch() (EventSource cannot send the header)
 // and resumed with Last-Event-ID when the connection drops. URLs are relative, so the page also works under
 // a proxy's path prefix.
+//
+// Two phases: a job made with stop_after "keyframes" ends with keyframes and no video; the visitor checks the
+// ones to keep, and the page sends them back with the same picture as the next job's own keyframes.
 "use strict";
 
 const KEY_STORAGE = "paints-undo.api-key";
@@ -17,6 +20,9 @@ const STAGES = {
   encoding: "Encoding the video",
 };
 const RETRY_SECONDS = [1, 2, 4, 8, 15];
+const MAX_KEYFRAMES = 20; // the API's limit on supplied keyframes
+// The settings that mean nothing with the visitor's own keyframes: the form leaves them out then.
+const NOT_WITH_OWN_KEYFRAMES = ["undo_steps", "stop_after"];
 
 const $ = (id) => document.getElementById(id);
 
@@ -88,10 +94,20 @@ function setUpKey() {
 
 // --- The picture ----------------------------------------------------------------------------------------------------
 
+const pictures = new Map(); // job id -> the File it was made from, while the page lives: for its second phase
+let pictureWanted = null; // the id of a job whose picture the page asked for again
+
 function setUpPicture() {
   const input = $("picture");
-  const drop = $("drop");
   input.addEventListener("change", showPicture);
+  dropZone($("drop"), (files) => {
+    input.files = files;
+    showPicture();
+  });
+}
+
+// Files dragged from another window and dropped on `drop` go to onFiles(FileList).
+function dropZone(drop, onFiles) {
   drop.addEventListener("dragover", (event) => {
     event.preventDefault();
     drop.classList.add("over");
@@ -100,10 +116,7 @@ function setUpPicture() {
   drop.addEventListener("drop", (event) => {
     event.preventDefault();
     drop.classList.remove("over");
-    if (event.dataTransfer.files.length) {
-      input.files = event.dataTransfer.files;
-      showPicture();
-    }
+    if (event.dataTransfer.files.length) onFiles(event.dataTransfer.files);
   });
 }
 
@@ -114,6 +127,76 @@ function showPicture() {
   preview.hidden = !file;
   if (file) preview.src = URL.createObjectURL(file);
   $("picture-text").textContent = file ? `${file.name} · ${formatBytes(file.size)} · drop another to change it` : "";
+  if (file && pictureWanted) {
+    pictures.set(pictureWanted, file);
+    pictureWanted = null;
+    clearError();
+  }
+}
+
+// --- The visitor's own keyframes ------------------------------------------------------------------------------------
+
+let ownKeyframes = []; // [{ file, url }], in the order they are sent: earliest state first
+const ownTextEmpty = "Drop earlier states of this picture here, or ";
+
+function setUpOwnKeyframes() {
+  const input = $("own-keyframes");
+  input.addEventListener("change", () => {
+    addOwnKeyframes(input.files);
+    input.value = ""; // so that the same file can be chosen again after removing it
+  });
+  dropZone($("own-drop"), addOwnKeyframes);
+  $("own-sort").addEventListener("click", () => {
+    const collator = new Intl.Collator(undefined, { numeric: true }); // step2.png before step10.png
+    ownKeyframes.sort((a, b) => collator.compare(a.file.name, b.file.name));
+    showOwnKeyframes();
+  });
+  $("own-clear").addEventListener("click", () => removeOwnKeyframes(ownKeyframes));
+}
+
+function addOwnKeyframes(files) {
+  clearError();
+  const room = MAX_KEYFRAMES - ownKeyframes.length;
+  const added = [...files].slice(0, Math.max(0, room));
+  ownKeyframes.push(...added.map((file) => ({ file, url: URL.createObjectURL(file) })));
+  if (files.length > added.length) {
+    const message = `At most ${MAX_KEYFRAMES} keyframes; ${files.length - added.length} of the files were left out.`;
+    showError(new ApiError(0, "too_many_keyframes", message));
+  }
+  showOwnKeyframes();
+}
+
+function removeOwnKeyframes(removed) {
+  removed.forEach((keyframe) => URL.revokeObjectURL(keyframe.url));
+  ownKeyframes = ownKeyframes.filter((keyframe) => !removed.includes(keyframe));
+  showOwnKeyframes();
+}
+
+function showOwnKeyframes() {
+  const count = ownKeyframes.length;
+  $("own-list").replaceChildren(
+    ...ownKeyframes.map((keyframe, i) => {
+      const { name } = keyframe.file;
+      const remove = element("button", { type: "button", className: "remove", textContent: "×" });
+      remove.title = `Remove ${name}`;
+      remove.setAttribute("aria-label", `Remove ${name}`);
+      remove.addEventListener("click", () => removeOwnKeyframes([keyframe]));
+      const image = element("img", { src: keyframe.url, alt: `Your keyframe ${i + 1}, ${name}` });
+      return element("li", { title: name }, image, element("span", { textContent: `${i + 1}` }), remove);
+    }),
+  );
+  $("own-list").hidden = count === 0;
+  $("own-tools").hidden = count === 0;
+  const plural = count === 1 ? "keyframe" : "keyframes";
+  if (count) $("own-text").textContent = `${count} ${plural}, earliest first · drop or choose more`;
+  else $("own-text").replaceChildren(ownTextEmpty, element("u", { textContent: "choose files" }));
+  settingsForOwnKeyframes();
+}
+
+// With own keyframes, the settings of the keyframe model are turned off (and not sent).
+function settingsForOwnKeyframes() {
+  const reason = ownKeyframes.length ? "Not used with your own keyframes." : null;
+  fields.filter((field) => NOT_WITH_OWN_KEYFRAMES.includes(field.name)).forEach((field) => field.turnOff(reason));
 }
 
 // --- The settings form, from the OpenAPI document -------------------------------------------------------------------
@@ -128,6 +211,7 @@ async function setUpSettings() {
   fields = Object.entries(settings.properties).map(([name, schema]) => settingField(name, schema, resolve));
   $("settings-fields").replaceChildren(...fields.map((field) => field.node));
   $("reset-settings").addEventListener("click", () => fields.forEach((field) => field.reset()));
+  settingsForOwnKeyframes();
   $("submit").disabled = false;
 }
 
@@ -144,7 +228,8 @@ function alternatives(schema, resolve) {
   return { choices, values };
 }
 
-// One form field: { name, node, fallback (its default), value() -> the setting's value, reset() }.
+// One form field: { name, node, fallback (its default), value() -> the setting's value, reset(), turnOff(reason),
+// off() }. A field turned off is disabled, shows the reason instead of its hint, and is not sent.
 // The browser enforces the ranges: min, max and step on numbers, a custom validity on lists.
 function settingField(name, schema, resolve) {
   const { choices, values } = alternatives(resolve(schema), resolve);
@@ -168,7 +253,15 @@ function settingField(name, schema, resolve) {
   const hint = element("p", { className: "hint", textContent: firstSentence(schema.description || "") });
   hint.title = schema.description || "";
   const node = element("div", { className: control.wide ? "setting wide" : "setting" }, label, control.node, hint);
-  return { name, node, fallback, value: control.read, reset };
+  const turnOff = (reason) => {
+    for (const input of [control.input, ...control.node.querySelectorAll("input, select, textarea")]) {
+      input.disabled = Boolean(reason);
+    }
+    hint.textContent = reason || firstSentence(schema.description || "");
+    node.classList.toggle("off", Boolean(reason));
+  };
+  const off = () => node.classList.contains("off");
+  return { name, node, fallback, value: control.read, reset, turnOff, off };
 }
 
 // "1–100" for a number, "0–999 each" for a list of numbers; "" when unbounded.
@@ -313,10 +406,11 @@ function jsonControl() {
   return { input, node: input, read: () => JSON.parse(input.value), write };
 }
 
-// The settings that differ from their defaults.
+// The settings that differ from their defaults (leaving out the fields turned off).
 function changedSettings() {
   const settings = {};
   for (const field of fields) {
+    if (field.off()) continue;
     const value = field.value();
     if (JSON.stringify(value) !== JSON.stringify(field.fallback)) settings[field.name] = value;
   }
@@ -329,13 +423,17 @@ function setUpSubmit() {
   $("job-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     clearError();
+    const picture = $("picture").files[0];
     const body = new FormData();
-    body.append("image", $("picture").files[0]);
+    body.append("image", picture);
+    ownKeyframes.forEach(({ file }) => body.append("keyframe", file));
     const settings = changedSettings();
     if (Object.keys(settings).length) body.append("settings", JSON.stringify(settings));
     $("submit").disabled = true;
     try {
-      openJob(await (await api("v1/jobs", { method: "POST", body })).json());
+      const job = await (await api("v1/jobs", { method: "POST", body })).json();
+      pictures.set(job.id, picture);
+      openJob(job);
       loadRecent();
     } catch (error) {
       showError(error);
@@ -349,6 +447,7 @@ function setUpSubmit() {
 
 let following = null; // the AbortController of the event stream being read
 let shown = {}; // the job shown: status, cancel_requested, progress, eta_seconds, stage, step, total, queue_position
+let shownJob = null; // the job shown, as the API last gave it whole
 
 function openJob(job) {
   following?.abort();
@@ -357,6 +456,7 @@ function openJob(job) {
   $("job-id").textContent = job.id;
   $("keyframes").replaceChildren();
   $("keyframes-title").hidden = true;
+  $("pick").hidden = true;
   $("downloads").replaceChildren();
   $("video").removeAttribute("src");
   $("result").hidden = true;
@@ -370,11 +470,13 @@ function openJob(job) {
 }
 
 function showJob(job) {
+  shownJob = job;
   const { status, cancel_requested, progress, eta_seconds, stage, queue_position } = job;
   update({ status, cancel_requested, progress, eta_seconds, stage, queue_position, step: null, total: null });
   if (job.prompt) setPrompt(job.prompt);
   job.keyframes.forEach(addKeyframe);
   if (job.status === "succeeded") showResult(job);
+  if (job.status === "succeeded" && job.settings?.stop_after === "keyframes") offerKeyframes();
   if (job.error) {
     $("job-failure").textContent = `${job.error.code}: ${job.error.message}`;
     $("job-failure").hidden = false;
@@ -454,7 +556,110 @@ function showResult(job) {
     const about = `${width}×${height}, ${frames} frames at ${fps} fps (${formatSeconds(frames / fps)})`;
     $("downloads").append(element("li", { className: "muted", textContent: about }));
   }
+  if (job.supplied_keyframes) {
+    const through = `through ${job.supplied_keyframes} of your own keyframes`;
+    $("downloads").append(element("li", { className: "muted", textContent: through }));
+  }
   $("result").hidden = outputs.length === 0;
+}
+
+// --- The second phase: a video through the keyframes the visitor keeps ----------------------------------------------
+
+// A job that stopped after its keyframes: a checkbox on each, and the button that makes the video through them.
+function offerKeyframes() {
+  for (const item of $("keyframes").children) {
+    if (item.querySelector("input")) continue;
+    const box = element("input", { type: "checkbox" });
+    box.setAttribute("aria-label", `Keep the keyframe ${item.dataset.undoStep} steps back`);
+    box.addEventListener("change", updatePick);
+    const caption = item.querySelector(".hint");
+    item.replaceChild(element("label", { className: "hint keep" }, box, ` ${caption.textContent}`), caption);
+  }
+  $("pick").hidden = false;
+  updatePick();
+}
+
+function updatePick() {
+  $("make-video").disabled = !$("keyframes").querySelector("input:checked");
+}
+
+function setUpPick() {
+  $("make-video").addEventListener("click", async () => {
+    clearError();
+    const job = shownJob;
+    const picture = pictures.get(job.id);
+    if (!picture) {
+      pictureWanted = job.id;
+      const message =
+        `This page no longer has the picture job ${job.id} was made from (it was reloaded, or the job was made ` +
+        "elsewhere). Choose that picture again under Picture, then press “Make the video from the chosen " +
+        "keyframes” again.";
+      return showError(new ApiError(0, "picture_needed", message));
+    }
+    // Blankest first, as shown: the earliest state of the picture first, as the API wants them.
+    const kept = [...$("keyframes").children].filter((item) => item.querySelector("input:checked"));
+    $("make-video").disabled = true;
+    try {
+      // Read again: its URLs are minted afresh, and the ones shown may have expired.
+      const fresh = await (await api(`v1/jobs/${job.id}`)).json();
+      const urls = new Map(fresh.keyframes.map((keyframe) => [keyframe.index, keyframe.url]));
+      const body = new FormData();
+      body.append("image", picture);
+      for (const item of kept) {
+        const blob = await keyframeBlob(urls.get(Number(item.dataset.index)));
+        body.append("keyframe", blob, `keyframe-${item.dataset.undoStep}.${blob.type.split("/").pop() || "png"}`);
+      }
+      const settings = secondPhaseSettings(fresh.settings);
+      if (Object.keys(settings).length) body.append("settings", JSON.stringify(settings));
+      const next = await (await api("v1/jobs", { method: "POST", body })).json();
+      pictures.set(next.id, picture);
+      openJob(next);
+      loadRecent();
+    } catch (error) {
+      showError(error);
+      updatePick();
+    }
+  });
+}
+
+// The first job's settings that differ from their defaults, less those of the keyframe model.
+function secondPhaseSettings(settings) {
+  const defaults = Object.fromEntries(fields.map((field) => [field.name, field.fallback]));
+  return Object.fromEntries(
+    Object.entries(settings).filter(
+      ([name, value]) =>
+        !NOT_WITH_OWN_KEYFRAMES.includes(name) && JSON.stringify(value) !== JSON.stringify(defaults[name]),
+    ),
+  );
+}
+
+// A keyframe's file as a Blob. From this origin (folder storage's /v1/files URLs) with fetch(); from a storage
+// elsewhere, which the page's Content-Security-Policy does not let it connect to, as an image drawn on a canvas
+// and saved as PNG (the same pixels; the storage must allow this origin with CORS, as for any read of it).
+async function keyframeBlob(url) {
+  const address = new URL(url, location.href);
+  if (address.origin === location.origin) {
+    let response;
+    try {
+      response = await fetch(address);
+    } catch {
+      throw new ApiError(0, "network_error", "The API did not answer; check your connection and try again.");
+    }
+    if (!response.ok) throw await errorOf(response);
+    return response.blob();
+  }
+  const image = new Image();
+  image.crossOrigin = "anonymous";
+  image.src = address.href;
+  try {
+    await image.decode();
+  } catch {
+    const message = `A keyframe could not be read from ${address.origin}: the storage must allow this page (CORS).`;
+    throw new ApiError(0, "keyframe_unreadable", message);
+  }
+  const canvas = element("canvas", { width: image.naturalWidth, height: image.naturalHeight });
+  canvas.getContext("2d").drawImage(image, 0, 0);
+  return new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
 }
 
 function onEvent(type, data) {
@@ -607,7 +812,9 @@ function formatBytes(bytes) {
 
 setUpKey();
 setUpPicture();
+setUpOwnKeyframes();
 setUpSubmit();
+setUpPick();
 setUpCancel();
 $("refresh").addEventListener("click", () => {
   clearError();

@@ -1,5 +1,6 @@
 """The playground at / in a real headless browser (Debian's chromium driven by Playwright) against the whole service
-of conftest.py: a user's way from the key and a picture to a playing video, cancel, the API's errors, and a phone.
+of conftest.py: a user's way from the key and a picture to a playing video, cancel, the API's errors, a phone, the
+artist's own keyframes, and the two phases (keyframes first, then the video through the ones kept).
 
 Screenshots go to test-artifacts/playground/ at the repo root (PAINTS_UNDO_TEST_ARTIFACTS replaces test-artifacts/).
 """
@@ -34,6 +35,7 @@ PHONE = {"width": 390, "height": 844}
 
 PROGRESS = "() => document.querySelector('#job-progress').value"
 KEYFRAME_SHOWN = "() => [...document.querySelectorAll('#keyframes img')].some(i => i.complete && i.naturalWidth > 0)"
+KEYFRAMES_SHOWN = "() => [...document.querySelectorAll('#keyframes img')].every(i => i.complete && i.naturalWidth > 0)"
 VIDEO_PLAYING = """() => {
   const video = document.querySelector('#video');
   return video.readyState >= 2 && video.currentTime > 0 && !video.paused;
@@ -87,6 +89,42 @@ def picture() -> bytes:
     return buffer.getvalue()
 
 
+def sketch(name: str, stage: int) -> dict[str, Any]:
+    """An earlier state of picture() as a file to give the page: 0 the sky alone, 1 with the hill, 2 with the sun."""
+    image = Image.new("RGB", (160, 160), (180, 210, 240))
+    draw = ImageDraw.Draw(image)
+    if stage >= 1:
+        draw.ellipse((-40, 100, 200, 260), outline=(90, 160, 90), width=3)
+    if stage >= 2:
+        draw.ellipse((100, 20, 140, 60), outline=(250, 200, 60), width=3)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return {"name": name, "mimeType": "image/png", "buffer": buffer.getvalue()}
+
+
+def record_submissions(page: Page) -> list[bytes]:
+    """The multipart bodies of the page's POST /v1/jobs, as it sends them."""
+    forms: list[bytes] = []
+
+    def record(route: Route) -> None:
+        if route.request.method == "POST":
+            forms.append(route.request.post_data_buffer)
+        route.continue_()
+
+    page.route("**/v1/jobs", record)
+    return forms
+
+
+def sent_settings(form: bytes) -> dict[str, Any]:
+    found = re.search(rb'name="settings"\r\n\r\n(.*?)\r\n--', form)
+    return json.loads(found.group(1)) if found else {}
+
+
+def keyframe_parts(form: bytes) -> list[str]:
+    """The file names of the form's `keyframe` parts, in the order sent."""
+    return [name.decode() for name in re.findall(rb'name="keyframe"; filename="([^"]*)"', form)]
+
+
 def enter_key(page: Page, key: str = KEY) -> None:
     page.get_by_label("API key").fill(key)
     page.keyboard.press("Tab")  # leaving the field saves the key and lists its jobs
@@ -95,8 +133,12 @@ def enter_key(page: Page, key: str = KEY) -> None:
 def fill_settings(page: Page, settings: dict[str, Any]) -> None:
     page.locator("#settings summary").click()
     for name, value in settings.items():
+        field = page.locator(f"[name={name}]")
+        if field.evaluate("field => field.tagName") == "SELECT":  # its options' values are JSON
+            field.select_option(json.dumps(value))
+            continue
         text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
-        page.locator(f"[name={name}]").fill(text)
+        field.fill(text)
 
 
 def choose_picture(page: Page) -> None:
@@ -254,3 +296,103 @@ def test_on_a_phone_a_finished_job_opens_from_the_recent_jobs(browser: Browser, 
         expect(page.locator("#keyframes img")).to_have_count(len(FAST_SETTINGS["undo_steps"]))
         assert page.evaluate("document.scrollingElement.scrollWidth") <= PHONE["width"]
         screenshot(page, "phone.png")
+
+
+def test_two_phases_keyframes_first_then_the_video_through_the_ones_kept(page: Page, stack: Stack) -> None:
+    forms = record_submissions(page)
+    first_id = start_job(page, {**FAST_SETTINGS, "stop_after": "keyframes"})
+
+    # Phase 1 ends with its keyframes, each with a checkbox, and no video.
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=WAIT_MS)
+    boxes = page.get_by_role("checkbox", name=re.compile(r"^Keep the keyframe \d+ steps back$"))
+    expect(boxes).to_have_count(len(FAST_SETTINGS["undo_steps"]))
+    page.wait_for_function(KEYFRAMES_SHOWN)
+    expect(page.locator("#result")).to_be_hidden()
+    assert page.locator("#video").get_attribute("src") is None
+    shown = page.locator("#keyframes li").evaluate_all("items => items.map(item => Number(item.dataset.undoStep))")
+    assert shown == [800, 400]  # blankest first: the earliest state of the picture first
+    make_video = page.get_by_role("button", name="Make the video from the chosen keyframes")
+    expect(make_video).to_be_disabled()
+    boxes.nth(0).check()
+    boxes.nth(1).check()
+    screenshot(page, "two-phase-keyframes.png")
+
+    # Phase 2: the same picture and the checked keyframes, earliest first; the page follows the new job.
+    make_video.click()
+    expect(page.locator("#job-id")).not_to_have_text(first_id)
+    expect(page.locator("#job-id")).to_have_text(re.compile(r"job_[0-9a-f]{28}"))
+    second_id = page.locator("#job-id").inner_text()
+    page.wait_for_function(VIDEO_PLAYING, timeout=WAIT_MS)
+    expect(page.locator("#job-status")).to_have_text("succeeded")
+    expect(page.locator("#pick")).to_be_hidden()
+    screenshot(page, "two-phase.png")
+
+    assert len(forms) == 2 and picture() in forms[1]
+    assert keyframe_parts(forms[1]) == ["keyframe-800.png", "keyframe-400.png"]
+    assert sent_settings(forms[1]) == {k: v for k, v in FAST_SETTINGS.items() if k != "undo_steps"}
+    with stack.client("erin") as client:
+        first, second = job(client, first_id), job(client, second_id)
+    assert first["video"] is None and first["outputs"] == [] and len(first["keyframes"]) == 2
+    assert second["status"] == "succeeded" and second["supplied_keyframes"] == 2 and second["keyframes"] == []
+    assert second["settings"]["undo_steps"] is None and second["settings"]["stop_after"] is None
+    assert second["video"] is not None
+
+    # After a reload the page no longer has the picture: it asks for it, then uses the one chosen.
+    page.reload()
+    page.locator(".recent-job", has_text=first_id).click()
+    expect(page.locator("#job-id")).to_have_text(first_id)
+    boxes.nth(0).check()
+    make_video.click()
+    expect(page.locator("#error-code")).to_have_text("picture_needed")
+    expect(page.locator("#error-message")).to_contain_text("Choose that picture again")
+    choose_picture(page)
+    expect(page.get_by_role("alert")).to_be_hidden()
+    make_video.click()
+    expect(page.locator("#job-id")).not_to_have_text(first_id)
+    third_id = page.locator("#job-id").inner_text()
+    assert keyframe_parts(forms[2]) == ["keyframe-800.png"] and picture() in forms[2]
+    with stack.client("erin") as client:
+        third = wait_status(client, third_id, "succeeded", "failed")
+    assert third["status"] == "succeeded" and third["supplied_keyframes"] == 1
+
+
+def test_own_keyframes_turn_the_undo_steps_off_and_are_sent_in_the_order_shown(page: Page, stack: Stack) -> None:
+    forms = record_submissions(page)
+    enter_key(page)
+    choose_picture(page)
+    fill_settings(page, {k: v for k, v in FAST_SETTINGS.items() if k != "undo_steps"})
+    undo_steps, stop_after = page.locator("[name=undo_steps]"), page.locator("[name=stop_after]")
+    expect(undo_steps).to_be_enabled()
+
+    chosen = [sketch("step10.png", 2), sketch("step2.png", 1), sketch("step1.png", 0)]
+    page.locator("#own-keyframes").set_input_files(chosen)
+    thumbnails = page.locator("#own-list img")
+    order = "images => images.map(image => image.alt.split(', ').pop())"
+    expect(thumbnails).to_have_count(3)
+    assert thumbnails.evaluate_all(order) == ["step10.png", "step2.png", "step1.png"]  # as chosen
+    expect(undo_steps).to_be_disabled()
+    expect(stop_after).to_be_disabled()
+    expect(page.locator(".setting.off .hint")).to_have_text(["Not used with your own keyframes."] * 2)
+
+    page.get_by_role("button", name="Sort by file name").click()
+    assert thumbnails.evaluate_all(order) == ["step1.png", "step2.png", "step10.png"]
+    page.get_by_role("button", name="Remove step2.png").click()
+    expect(thumbnails).to_have_count(2)
+    page.mouse.move(0, 0)  # no hover in the screenshot
+    screenshot(page, "own-keyframes.png")
+
+    page.get_by_role("button", name="Make the timelapse").click()
+    expect(page.locator("#job-id")).to_have_text(re.compile(r"job_[0-9a-f]{28}"))
+    job_id = page.locator("#job-id").inner_text()
+    assert keyframe_parts(forms[0]) == ["step1.png", "step10.png"]
+    assert "undo_steps" not in sent_settings(forms[0]) and "stop_after" not in sent_settings(forms[0])
+    with stack.client("erin") as client:
+        made = job(client, job_id)
+        assert made["supplied_keyframes"] == 2 and made["settings"]["undo_steps"] is None
+        assert wait_status(client, job_id, "succeeded", "failed")["status"] == "succeeded"
+    expect(page.locator("#downloads")).to_contain_text("through 2 of your own keyframes", timeout=WAIT_MS)
+
+    page.get_by_role("button", name="Remove all").click()
+    expect(thumbnails).to_have_count(0)
+    expect(undo_steps).to_be_enabled()
+    expect(stop_after).to_be_enabled()
