@@ -43,7 +43,7 @@ from model_core.events import KeyframeReady, PromptReady, RenderEvent, Stage, St
 from model_core.images import read_image
 from model_core.interpolation import BUCKETS
 from model_core.keyframes import KeyframeModel
-from model_core.outputs import PREVIEW_MEDIA_TYPE, write_frames_zip, write_preview
+from model_core.outputs import OUTPUT_FILES, write_outputs
 from model_core.pipeline import PaintsUndoPipeline, RenderResult, check_supplied_keyframes
 from model_core.provenance import Provenance, source_picture
 from model_core.samplers import SamplerStep
@@ -224,21 +224,14 @@ def _render(args: argparse.Namespace, scratch: Path) -> None:
         print(keyframe_folder)
         return
     provenance.sign_file(result.video, MP4_MEDIA_TYPE)
-    for path in _write_outputs(result, args.output, settings.outputs, provenance):
-        print(f"output: {path}", file=sys.stderr)
+    # The outputs asked for, beside the video: OUT_preview.webp and OUT_frames.zip.
+    outputs = write_outputs(
+        result.frames, args.output.parent, settings.outputs, fps=result.fps, prefix=f"{args.output.stem}_"
+    )
+    for kind, path in outputs.items():
+        provenance.sign_file(path, OUTPUT_FILES[kind][1])
+        print(f"{kind}: {path}", file=sys.stderr)
     _print_summary(result, time.monotonic() - started)
-
-
-def _write_outputs(result: RenderResult, video: Path, kinds: list[str], provenance: Provenance) -> list[Path]:
-    """The outputs asked for, beside the video: OUT_preview.webp (signed) and OUT_frames.zip."""
-    assert result.frames is not None
-    paths = []
-    if "preview" in kinds:
-        preview = write_preview(result.frames, video.with_name(f"{video.stem}_preview.webp"), fps=result.fps)
-        paths.append(provenance.sign_file(preview, PREVIEW_MEDIA_TYPE))
-    if "frames" in kinds:
-        paths.append(write_frames_zip(result.frames, video.with_name(f"{video.stem}_frames.zip")))
-    return paths
 
 
 def _print_summary(result: RenderResult, seconds: float) -> None:

@@ -130,10 +130,13 @@ def keyframe_png(image: np.ndarray, text: Mapping[str, str]) -> bytes:
 OUTPUT_FILES = {"preview": ("preview.webp", PREVIEW_MEDIA_TYPE), "frames": ("frames.zip", FRAMES_MEDIA_TYPE)}
 
 
-def write_outputs(frames: np.ndarray, folder: Path, kinds: Sequence[str], *, fps: int) -> dict[str, Path]:
-    """Write the outputs `kinds` ("preview", "frames") of a video's frames into folder, under OUTPUT_FILES' names."""
+def write_outputs(
+    frames: np.ndarray, folder: Path, kinds: Sequence[str], *, fps: int, prefix: str = ""
+) -> dict[str, Path]:
+    """Write the outputs `kinds` ("preview", "frames") of a video's frames into folder, under OUTPUT_FILES' names
+    after `prefix` (the CLI's "drawing_" writes drawing_preview.webp beside drawing.mp4)."""
     paths = {}
     for kind in kinds:
-        path = folder / OUTPUT_FILES[kind][0]
+        path = folder / f"{prefix}{OUTPUT_FILES[kind][0]}"
         paths[kind] = write_preview(frames, path, fps=fps) if kind == "preview" else write_frames_zip(frames, path)
     return paths

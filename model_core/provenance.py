@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from model_core.credentials import ContentCredentials, SourcePicture
+from model_core.credentials import SIGNABLE_MEDIA_TYPES, ContentCredentials, SourcePicture
 from model_core.outputs import KEYFRAME_MEDIA_TYPE, keyframe_png
 from model_core.settings import RenderSettings
 
@@ -44,8 +44,8 @@ class Provenance:
         )
 
     def sign_file(self, path: Path, media_type: str) -> Path:
-        """Sign the file in place (see `sign`)."""
-        if self.credentials is not None:
+        """Sign the file in place (see `sign`), if it is of a kind C2PA signs here (not the frames ZIP)."""
+        if self.credentials is not None and media_type in SIGNABLE_MEDIA_TYPES:
             self.credentials.sign_file(
                 path, media_type, source=self.source, software_version=SOFTWARE_VERSION, models=self.models
             )

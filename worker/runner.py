@@ -20,7 +20,7 @@ from jobs.notify import WebhookNotifier
 from jobs.records import EventType, Job, JobStatus, Keyframe, job_prefix, keyframe_key, output_key
 from jobs.storage import Storage, StorageError, StorageNotFound
 from jobs.store import JobStore
-from model_core.credentials import SIGNABLE_MEDIA_TYPES, ContentCredentials
+from model_core.credentials import ContentCredentials
 from model_core.errors import CheckpointError, InvalidInputError, RenderCanceled
 from model_core.events import (
     KeyframeReady,
@@ -202,8 +202,7 @@ class JobRunner:
         outputs = []
         for kind, path in paths.items():
             media_type = MEDIA_TYPES[kind]
-            if media_type in SIGNABLE_MEDIA_TYPES:
-                provenance.sign_file(path, media_type)
+            provenance.sign_file(path, media_type)
             key = output_key(job.id, job.lease, path.name)
             self.storage.put(key, path, media_type)
             outputs.append({"kind": kind, "key": key, "media_type": media_type, "bytes": path.stat().st_size})
